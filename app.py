@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""The CDK app: one Stage per environment in ``config/environments.toml``.
+
+    cdk synth                  # every environment
+    cdk synth -c env=prod      # one environment (an unknown name is an error, never a fallback)
+
+This is the only module that reads the CDK context or the process environment.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App
+
+from config import ConfigError, PlatformConfig, load_config
+from policy.packs import register_policy_packs
+from stacks.platform_stage import PlatformStage
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+def project_context() -> dict[str, Any]:
+    """Feature flags and settings from ``cdk.json``, so that tests synthesize what the CLI does."""
+    return dict(json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"])
+
+
+def stage_id(env_name: str) -> str:
+    return env_name.capitalize()
+
+
+def create_app(
+    *, outdir: str | None = None, context: Mapping[str, Any] | None = None, policy_packs: bool = True
+) -> App:
+    """An empty app with the project's feature flags and (unless told not to) every policy pack."""
+    app = App(
+        outdir=outdir,
+        context={**project_context(), **(context or {})},
+        analytics_reporting=False,
+    )
+    if policy_packs:
+        register_policy_packs(app)
+    return app
+
+
+def add_environments(app: App, config: PlatformConfig, env_names: Sequence[str]) -> None:
+    for name in env_names:
+        PlatformStage(app, stage_id(name), config=config, env_config=config.environment(name))
+
+
+def build_app(
+    config: PlatformConfig,
+    env_names: Sequence[str],
+    *,
+    outdir: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    policy_packs: bool = True,
+) -> App:
+    """An app with the named environments' stages (and every policy pack registered)."""
+    app = create_app(outdir=outdir, context=context, policy_packs=policy_packs)
+    add_environments(app, config, env_names)
+    return app
+
+
+def main() -> int:
+    app = create_app()
+    requested = app.node.try_get_context("env")
+    try:
+        config = load_config()
+        names = [config.environment(str(requested)).name] if requested else list(config.environment_names)
+    except ConfigError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 1
+    add_environments(app, config, names)
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

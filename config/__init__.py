@@ -1,0 +1,31 @@
+"""Per-environment settings: ``config/environments.toml`` parsed into frozen, validated dataclasses."""
+
+from config.settings import (
+    ConfigError,
+    DataSettings,
+    EnvironmentConfig,
+    NetworkSettings,
+    PlatformConfig,
+    ServingSettings,
+    ToolingConfig,
+    TrainingSettings,
+    check_instance_type,
+    is_gpu_instance,
+    load_config,
+    parse_config,
+)
+
+__all__ = [
+    "ConfigError",
+    "DataSettings",
+    "EnvironmentConfig",
+    "NetworkSettings",
+    "PlatformConfig",
+    "ServingSettings",
+    "ToolingConfig",
+    "TrainingSettings",
+    "check_instance_type",
+    "is_gpu_instance",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,523 @@
+"""Typed, frozen, validated settings for every environment of the platform.
+
+The settings live in ``config/environments.toml``. :func:`load_config` parses that file into the
+frozen dataclasses below and validates every field; anything wrong raises :class:`ConfigError`,
+whose message names the field, the bad value and what is allowed. Nothing here reads the process
+environment or the CDK context: only ``app.py`` does that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("environments.toml")
+
+# Regions with SageMaker training, hosting and the managed XGBoost image. A typo in a region name
+# must fail at synth, not at deploy.
+KNOWN_REGIONS = (
+    "af-south-1",
+    "ap-east-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+)
+
+# Instance families the managed XGBoost container runs on (CPU and NVIDIA GPU). Inferentia and
+# Trainium families are left out on purpose: XGBoost cannot use them.
+CPU_INSTANCE_FAMILIES = (
+    "t3",
+    "m5",
+    "m5d",
+    "m6i",
+    "m6id",
+    "m7i",
+    "c5",
+    "c5d",
+    "c6i",
+    "c6id",
+    "c7i",
+    "r5",
+    "r5d",
+    "r6i",
+    "r7i",
+)
+GPU_INSTANCE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5")
+INSTANCE_SIZES = (
+    "medium",
+    "large",
+    "xlarge",
+    "2xlarge",
+    "4xlarge",
+    "8xlarge",
+    "9xlarge",
+    "12xlarge",
+    "16xlarge",
+    "18xlarge",
+    "24xlarge",
+    "32xlarge",
+    "48xlarge",
+)
+
+# Retention values CloudWatch Logs accepts (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+# Interface endpoints the isolated subnets can have (service name suffix after com.amazonaws.REGION.).
+INTERFACE_ENDPOINT_SERVICES = (
+    "sagemaker.api",
+    "sagemaker.runtime",
+    "sagemaker.featurestore-runtime",
+    "sagemaker.metrics",
+    "sts",
+    "ecr.api",
+    "ecr.dkr",
+    "logs",
+    "monitoring",
+    "kms",
+    "athena",
+    "glue",
+)
+
+# Environments whose data must survive a `cdk destroy`.
+PROTECTED_ENVIRONMENTS = ("staging", "prod")
+
+RemovalPolicyName = Literal["retain", "destroy"]
+
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,15}$")
+_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
+_INSTANCE_RE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
+_PRIVATE_NETWORKS = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def _is_private(network: ipaddress.IPv4Network) -> bool:
+    return any(network.subnet_of(private) for private in _PRIVATE_NETWORKS)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong. The message says which, the value, and what is allowed."""
+
+    def __init__(self, field_path: str, value: object, problem: str, source: str = "") -> None:
+        self.field_path = field_path
+        self.value = value
+        self.problem = problem
+        prefix = f"{source}: " if source else ""
+        super().__init__(f"{prefix}{field_path} = {value!r}: {problem}")
+
+
+def _choices(values: Sequence[object]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def check_instance_type(path: str, value: str) -> str:
+    """Validate an ``ml.<family>.<size>`` instance type and return its family."""
+    match = _INSTANCE_RE.match(value)
+    if not match:
+        raise ConfigError(path, value, "must look like ml.<family>.<size>, e.g. ml.m5.xlarge")
+    family, size = match["family"], match["size"]
+    if family not in CPU_INSTANCE_FAMILIES + GPU_INSTANCE_FAMILIES:
+        raise ConfigError(
+            path,
+            value,
+            f"unknown instance family {family!r}; XGBoost runs on "
+            f"{_choices(CPU_INSTANCE_FAMILIES + GPU_INSTANCE_FAMILIES)}",
+        )
+    if size not in INSTANCE_SIZES:
+        raise ConfigError(path, value, f"unknown instance size {size!r}; use one of {_choices(INSTANCE_SIZES)}")
+    return family
+
+
+def is_gpu_instance(instance_type: str) -> bool:
+    match = _INSTANCE_RE.match(instance_type)
+    return match is not None and match["family"] in GPU_INSTANCE_FAMILIES
+
+
+def _check_days(path: str, value: int, *, minimum: int = 1, maximum: int = 3650) -> None:
+    if not minimum <= value <= maximum:
+        raise ConfigError(path, value, f"must be between {minimum} and {maximum} days")
+
+
+def _check_log_retention(path: str, value: int) -> None:
+    if value not in LOG_RETENTION_DAYS:
+        raise ConfigError(path, value, f"CloudWatch Logs accepts only {_choices(LOG_RETENTION_DAYS)}")
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The VPC of one environment: isolated subnets only, reached through VPC endpoints."""
+
+    vpc_cidr: str
+    subnet_prefix_length: int = 22
+    flow_log_retention_days: int = 365
+    interface_endpoints: tuple[str, ...] = INTERFACE_ENDPOINT_SERVICES
+
+    def validate(self, path: str, availability_zones: int) -> None:
+        try:
+            network = ipaddress.ip_network(self.vpc_cidr, strict=True)
+        except ValueError as error:
+            raise ConfigError(
+                f"{path}.vpc_cidr", self.vpc_cidr, f"not a valid IPv4 network ({error}); e.g. 10.20.0.0/16"
+            ) from None
+        if not (isinstance(network, ipaddress.IPv4Network) and _is_private(network)):
+            raise ConfigError(
+                f"{path}.vpc_cidr",
+                self.vpc_cidr,
+                "must be inside a private range: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+            )
+        if not 16 <= network.prefixlen <= 24:
+            raise ConfigError(f"{path}.vpc_cidr", self.vpc_cidr, "prefix length must be between /16 and /24")
+        if not network.prefixlen < self.subnet_prefix_length <= 27:
+            raise ConfigError(
+                f"{path}.subnet_prefix_length",
+                self.subnet_prefix_length,
+                f"must be longer than the VPC prefix /{network.prefixlen} and at most /27",
+            )
+        capacity = 2 ** (self.subnet_prefix_length - network.prefixlen)
+        if capacity < availability_zones:
+            raise ConfigError(
+                f"{path}.subnet_prefix_length",
+                self.subnet_prefix_length,
+                f"{self.vpc_cidr} holds only {capacity} subnets of /{self.subnet_prefix_length}, "
+                f"one per availability zone needs {availability_zones}; use a longer prefix",
+            )
+        _check_log_retention(f"{path}.flow_log_retention_days", self.flow_log_retention_days)
+        for index, service in enumerate(self.interface_endpoints):
+            if service not in INTERFACE_ENDPOINT_SERVICES:
+                raise ConfigError(
+                    f"{path}.interface_endpoints[{index}]",
+                    service,
+                    f"unknown endpoint service; known: {_choices(INTERFACE_ENDPOINT_SERVICES)}",
+                )
+        if len(set(self.interface_endpoints)) != len(self.interface_endpoints):
+            raise ConfigError(f"{path}.interface_endpoints", list(self.interface_endpoints), "lists a service twice")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.vpc_cidr)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Lifecycle of the data buckets (days)."""
+
+    noncurrent_version_expiry_days: int = 90
+    incomplete_upload_expiry_days: int = 7
+    capture_expiry_days: int = 90
+    monitoring_report_expiry_days: int = 365
+    access_log_expiry_days: int = 365
+
+    def validate(self, path: str) -> None:
+        for item in dataclasses.fields(self):
+            _check_days(f"{path}.{item.name}", getattr(self, item.name))
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Compute for training jobs."""
+
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+
+    def validate(self, path: str) -> None:
+        check_instance_type(f"{path}.instance_type", self.instance_type)
+        if not 1 <= self.instance_count <= 20:
+            raise ConfigError(f"{path}.instance_count", self.instance_count, "must be between 1 and 20")
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Compute for real-time inference."""
+
+    instance_type: str = "ml.m5.large"
+
+    def validate(self, path: str) -> None:
+        check_instance_type(f"{path}.instance_type", self.instance_type)
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    """Everything that differs between dev, staging and prod."""
+
+    name: str
+    account: str
+    region: str
+    availability_zones: tuple[str, ...]
+    removal_policy: RemovalPolicyName
+    network: NetworkSettings
+    data: DataSettings = field(default_factory=DataSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
+
+    @property
+    def retain_data(self) -> bool:
+        return self.removal_policy == "retain"
+
+    def validate(self, path: str) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(
+                f"{path}.name", self.name, "must be 2-16 lowercase letters, digits or '-', starting with a letter"
+            )
+        _check_account(f"{path}.account", self.account)
+        _check_region(f"{path}.region", self.region)
+        if len(self.availability_zones) < 2:
+            raise ConfigError(
+                f"{path}.availability_zones",
+                list(self.availability_zones),
+                "list at least 2 availability zones: SageMaker spreads endpoint instances and the VPC "
+                "endpoints across them",
+            )
+        for index, zone in enumerate(self.availability_zones):
+            if not re.fullmatch(re.escape(self.region) + r"[a-z]", zone):
+                raise ConfigError(
+                    f"{path}.availability_zones[{index}]",
+                    zone,
+                    f"not an availability zone of region {self.region!r}; expected {self.region}a, {self.region}b, ...",
+                )
+        if len(set(self.availability_zones)) != len(self.availability_zones):
+            raise ConfigError(f"{path}.availability_zones", list(self.availability_zones), "lists a zone twice")
+        if self.removal_policy == "destroy" and self.name in PROTECTED_ENVIRONMENTS:
+            raise ConfigError(
+                f"{path}.removal_policy",
+                self.removal_policy,
+                f"{self.name!r} holds data that must survive a stack deletion; use 'retain' "
+                f"('destroy' is refused for {_choices(PROTECTED_ENVIRONMENTS)})",
+            )
+        self.network.validate(f"{path}.network", len(self.availability_zones))
+        self.data.validate(f"{path}.data")
+        self.training.validate(f"{path}.training")
+        self.serving.validate(f"{path}.serving")
+
+
+@dataclass(frozen=True)
+class ToolingConfig:
+    """The account that runs the promotion pipeline."""
+
+    account: str
+    region: str
+
+    def validate(self, path: str) -> None:
+        _check_account(f"{path}.account", self.account)
+        _check_region(f"{path}.region", self.region)
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """All environments of the platform, validated as a whole."""
+
+    project: str
+    tooling: ToolingConfig
+    environments: tuple[EnvironmentConfig, ...]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def environment_names(self) -> tuple[str, ...]:
+        return tuple(env.name for env in self.environments)
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise ConfigError("env", name, f"unknown environment; choose one of {_choices(self.environment_names)}")
+
+    def validate(self) -> None:
+        if not _PROJECT_RE.match(self.project):
+            raise ConfigError(
+                "project", self.project, "must be 2-21 lowercase letters, digits or '-', starting with a letter"
+            )
+        self.tooling.validate("tooling")
+        if not self.environments:
+            raise ConfigError("environments", [], "define at least one [[environments]] table")
+        seen: dict[str, int] = {}
+        for index, env in enumerate(self.environments):
+            if env.name in seen:
+                raise ConfigError(
+                    f"environments[{index}].name",
+                    env.name,
+                    f"duplicate environment name (already used by environments[{seen[env.name]}])",
+                )
+            seen[env.name] = index
+            env.validate(f"environments[{index}]")
+        for i, first in enumerate(self.environments):
+            for second in self.environments[i + 1 :]:
+                if first.network.network.overlaps(second.network.network):
+                    raise ConfigError(
+                        f"environments[{self.environments.index(second)}].network.vpc_cidr",
+                        second.network.vpc_cidr,
+                        f"overlaps {first.name}'s {first.network.vpc_cidr}; give every environment its own "
+                        "range so the VPCs can be peered or joined to a transit gateway later",
+                    )
+        for key, value in self.tags.items():
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"tags.{key}", value, "tag values must be non-empty strings")
+
+
+def _check_account(path: str, value: str) -> None:
+    if not _ACCOUNT_RE.match(value):
+        raise ConfigError(path, value, "must be a 12-digit AWS account ID, written as a quoted string")
+
+
+def _check_region(path: str, value: str) -> None:
+    if value not in KNOWN_REGIONS:
+        raise ConfigError(path, value, f"unknown region; use one of {_choices(KNOWN_REGIONS)}")
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is tuple:
+        return f"list of {_type_name(get_args(tp)[0])}"
+    if get_origin(tp) is Literal:
+        return "one of " + _choices([repr(a) for a in get_args(tp)])
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    return {str: "string", int: "integer", bool: "boolean"}.get(tp, str(tp))
+
+
+def _parse_value(tp: Any, value: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, value, "must be a table")
+        return _parse_dataclass(typing.cast(type, tp), value, path)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(path, value, f"must be {_type_name(tp)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(path, value, f"must be a {_type_name(tp)}")
+        (item_type, _ellipsis) = get_args(tp)
+        return tuple(_parse_value(item_type, item, f"{path}[{i}]") for i, item in enumerate(value))
+    if origin in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, value, "must be a table of strings")
+        return types.MappingProxyType(dict(value))
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, value, "must be an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, value, "must be true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            hint = " (quote it)" if isinstance(value, int) else ""
+            raise ConfigError(path, value, f"must be a string{hint}")
+        return value
+    raise TypeError(f"unsupported settings type {tp!r} at {path}")  # a bug in this module
+
+
+def _parse_dataclass(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = path or "top level"
+        raise ConfigError(
+            f"{path}.{unknown[0]}" if path else unknown[0],
+            data[unknown[0]],
+            f"unknown setting in {where}; allowed: {_choices(sorted(fields))}",
+        )
+    values: dict[str, Any] = {}
+    for name, item in fields.items():
+        child = f"{path}.{name}" if path else name
+        if name in data:
+            values[name] = _parse_value(hints[name], data[name], child)
+        elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+            raise ConfigError(child, None, f"missing required setting ({_type_name(hints[name])})")
+    return cls(**values)
+
+
+def parse_config(data: Mapping[str, Any]) -> PlatformConfig:
+    """Build and validate the platform settings from parsed TOML (a plain mapping)."""
+    config = _parse_dataclass(PlatformConfig, data, "")
+    typing.cast(PlatformConfig, config).validate()
+    return typing.cast(PlatformConfig, config)
+
+
+def load_config(path: Path = DEFAULT_CONFIG_PATH) -> PlatformConfig:
+    """Read ``path`` (TOML) and return the validated settings; errors name the file."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("config file", str(path), "not found; copy config/environments.toml and edit it") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("config file", str(path), f"is not valid TOML: {error}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as error:
+        raise ConfigError(error.field_path, error.value, error.problem, source=str(path)) from None
+
+
+__all__ = [
+    "ConfigError",
+    "DataSettings",
+    "EnvironmentConfig",
+    "NetworkSettings",
+    "PlatformConfig",
+    "ServingSettings",
+    "ToolingConfig",
+    "TrainingSettings",
+    "check_instance_type",
+    "is_gpu_instance",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,118 @@
+"""Deny guardrails on SageMaker condition keys, attached to every SageMaker role of the platform.
+
+Allow statements say what a role may do; these Deny statements say how it must do it, whatever a
+later Allow grants: every job and model inside the VPC, network-isolated where the job type allows
+it, inter-container traffic encrypted, volumes and outputs encrypted with the platform's own keys.
+A request that omits a setting is denied as well (``Null`` checks), because an absent key is
+neither true nor false in IAM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+_MONITORING_JOB_DEFINITIONS = (
+    "sagemaker:CreateDataQualityJobDefinition",
+    "sagemaker:CreateModelQualityJobDefinition",
+    "sagemaker:CreateModelBiasJobDefinition",
+    "sagemaker:CreateModelExplainabilityJobDefinition",
+)
+_TRAINING = ("sagemaker:CreateTrainingJob", "sagemaker:CreateHyperParameterTuningJob")
+_PROCESSING = ("sagemaker:CreateProcessingJob",)
+
+# Which create calls carry which condition key (IAM Service Authorization Reference, SageMaker).
+VPC_ACTIONS = (*_TRAINING, *_PROCESSING, "sagemaker:CreateModel", *_MONITORING_JOB_DEFINITIONS)
+ENCRYPTED_TRAFFIC_ACTIONS = (*_TRAINING, *_PROCESSING, *_MONITORING_JOB_DEFINITIONS)
+VOLUME_KEY_ACTIONS = (
+    *_TRAINING,
+    *_PROCESSING,
+    "sagemaker:CreateTransformJob",
+    "sagemaker:CreateEndpointConfig",
+    *_MONITORING_JOB_DEFINITIONS,
+)
+OUTPUT_KEY_ACTIONS = (*_TRAINING, *_PROCESSING, "sagemaker:CreateTransformJob", *_MONITORING_JOB_DEFINITIONS)
+SCHEDULE_ACTIONS = ("sagemaker:CreateMonitoringSchedule", "sagemaker:UpdateMonitoringSchedule")
+
+
+class SageMakerGuardrails(iam.ManagedPolicy):
+    """A customer-managed policy of Deny statements; attach it with :meth:`attach_to`.
+
+    ``volume_keys`` and ``output_keys`` are the only KMS keys jobs may use. Processing jobs must be
+    network-isolated unless ``isolate_processing=False`` (a job that calls an AWS API, such as
+    Feature Store ingestion, cannot be isolated; it still runs in the VPC and reaches AWS only
+    through the VPC endpoints).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        volume_keys: Sequence[kms.IKey],
+        output_keys: Sequence[kms.IKey],
+        isolate_processing: bool = True,
+    ) -> None:
+        if not volume_keys or not output_keys:
+            raise ValueError("SageMakerGuardrails needs at least one volume key and one output key")
+        super().__init__(
+            scope,
+            id_,
+            description="Deny SageMaker jobs and models outside the VPC, unisolated, unencrypted or "
+            "encrypted with keys other than the platform's",
+        )
+        isolated_actions: tuple[str, ...] = (*_TRAINING, "sagemaker:CreateModel", *_MONITORING_JOB_DEFINITIONS)
+        if isolate_processing:
+            isolated_actions += _PROCESSING
+
+        self._deny("DenyJobsOutsideVpcSubnets", VPC_ACTIONS, {"Null": {"sagemaker:VpcSubnets": "true"}})
+        self._deny("DenyJobsWithoutSecurityGroups", VPC_ACTIONS, {"Null": {"sagemaker:VpcSecurityGroupIds": "true"}})
+        self._deny("DenyNetworkIsolationOff", isolated_actions, {"Bool": {"sagemaker:NetworkIsolation": "false"}})
+        self._deny("DenyNetworkIsolationUnset", isolated_actions, {"Null": {"sagemaker:NetworkIsolation": "true"}})
+        self._deny(
+            "DenyInterContainerEncryptionOff",
+            ENCRYPTED_TRAFFIC_ACTIONS,
+            {"Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}},
+        )
+        self._deny(
+            "DenyInterContainerEncryptionUnset",
+            ENCRYPTED_TRAFFIC_ACTIONS,
+            {"Null": {"sagemaker:InterContainerTrafficEncryption": "true"}},
+        )
+        self._deny("DenyVolumeKeyUnset", VOLUME_KEY_ACTIONS, {"Null": {"sagemaker:VolumeKmsKey": "true"}})
+        self._deny(
+            "DenyForeignVolumeKey",
+            VOLUME_KEY_ACTIONS,
+            {"ArnNotEquals": {"sagemaker:VolumeKmsKey": [key.key_arn for key in volume_keys]}},
+        )
+        self._deny("DenyOutputKeyUnset", OUTPUT_KEY_ACTIONS, {"Null": {"sagemaker:OutputKmsKey": "true"}})
+        self._deny(
+            "DenyForeignOutputKey",
+            OUTPUT_KEY_ACTIONS,
+            {"ArnNotEquals": {"sagemaker:OutputKmsKey": [key.key_arn for key in output_keys]}},
+        )
+        # A schedule carries no job settings of its own; force it to point at a job definition,
+        # whose settings the statements above guard.
+        self._deny(
+            "DenySchedulesWithoutJobDefinition",
+            SCHEDULE_ACTIONS,
+            {"Null": {"sagemaker:ModelMonitorJobDefinitionName": "true"}},
+        )
+
+    def _deny(self, sid: str, actions: Sequence[str], conditions: dict[str, object]) -> None:
+        self.add_statements(
+            iam.PolicyStatement(
+                sid=sid,
+                effect=iam.Effect.DENY,
+                actions=list(actions),
+                resources=["*"],
+                conditions=conditions,
+            )
+        )
+
+    def attach_to(self, *roles: iam.IRole) -> None:
+        for role in roles:
+            self.attach_to_role(role)

@@ -1,0 +1,1 @@
+"""Policy gates: the compliance packs, the project's own SageMaker rules, and acknowledgments."""

@@ -1,0 +1,433 @@
+"""The project's own policy rules for SageMaker settings that cdk-nag does not check.
+
+cdk-nag's SageMaker rules cover notebook instances and the endpoint-config KMS key only. These rules
+cover the rest of Security Hub's SageMaker controls that a template can prove: model network
+isolation (SageMaker.5), two instances per real-time variant (SageMaker.4), KMS on endpoint configs
+and data capture, network isolation, inter-container encryption, VPC and KMS on monitoring jobs
+(SageMaker.9-15, .20, .22, .25) and on the jobs of SageMaker Pipelines, and KMS on both Feature
+Store stores (SageMaker.17, .18).
+
+The rules read the synthesized CloudFormation template, so they see exactly what will be deployed,
+property overrides and pipeline definitions included. :class:`MlPlatformChecks` runs them as a CDK
+policy-validation plugin, next to the cdk-nag packs: an unacknowledged finding fails synth, and
+``policy.acknowledge.acknowledge(construct, "MlPlatform-<Rule>", reason)`` accepts one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import (
+    IPolicyValidationContext,
+    IPolicyValidationPlugin,
+    PolicyValidationPluginReport,
+    PolicyViolatingResource,
+    PolicyViolation,
+)
+
+PACK_NAME = "MlPlatform"
+Resource = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One resource breaking one rule, at ``location`` inside the resource."""
+
+    rule_id: str
+    logical_id: str
+    location: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    fix: str
+    check: Callable[[str, Resource], Iterator[tuple[str, str]]]
+
+
+MONITORING_JOB_TYPES = {
+    "AWS::SageMaker::DataQualityJobDefinition": ("DataQualityJobOutputConfig", "DataQualityAppSpecification"),
+    "AWS::SageMaker::ModelQualityJobDefinition": ("ModelQualityJobOutputConfig", "ModelQualityAppSpecification"),
+    "AWS::SageMaker::ModelBiasJobDefinition": ("ModelBiasJobOutputConfig", "ModelBiasAppSpecification"),
+    "AWS::SageMaker::ModelExplainabilityJobDefinition": (
+        "ModelExplainabilityJobOutputConfig",
+        "ModelExplainabilityAppSpecification",
+    ),
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _props(resource: Resource) -> Mapping[str, Any]:
+    return resource.get("Properties") or {}
+
+
+def _get(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, Mapping) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _is_true(value: Any) -> bool:
+    return value is True or value == "true"
+
+
+def _set(value: Any) -> bool:
+    return value not in (None, "", [], {})
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The security-relevant settings of one job, wherever it is defined."""
+
+    where: str  # location inside the resource, e.g. "MonitoringScheduleConfig" or "Steps[Train]"
+    kind: str  # "training", "processing", "transform" or "monitoring"
+    network: Mapping[str, Any] | None  # NetworkConfig-shaped: EnableNetworkIsolation, ...
+    volume_key: Any
+    output_key: Any
+    vpc: Any
+
+
+def _monitoring_job(where: str, definition: Mapping[str, Any], output_field: str, resources_field: str) -> _Job:
+    return _Job(
+        where=where,
+        kind="monitoring",
+        network=definition.get("NetworkConfig"),
+        volume_key=_get(definition, f"{resources_field}.ClusterConfig.VolumeKmsKeyId"),
+        output_key=_get(definition, f"{output_field}.KmsKeyId"),
+        vpc=_get(definition, "NetworkConfig.VpcConfig"),
+    )
+
+
+def _pipeline_definition(resource: Resource) -> Mapping[str, Any] | None:
+    """Parse ``PipelineDefinitionBody``; CloudFormation intrinsics inside it become placeholders."""
+    body = _get(_props(resource), "PipelineDefinition.PipelineDefinitionBody")
+    text = _render_placeholders(body)
+    if text is None:
+        return None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, Mapping) else None
+
+
+def _render_placeholders(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        rendered = [_render_placeholders(part) for part in parts]
+        return str(separator).join(part if part is not None else "{{token}}" for part in rendered)
+    if isinstance(value, Mapping) and "Fn::Sub" in value:
+        template = value["Fn::Sub"]
+        return template if isinstance(template, str) else _render_placeholders(template[0])
+    return None
+
+
+def _pipeline_jobs(resource: Resource) -> Iterator[_Job]:
+    definition = _pipeline_definition(resource)
+    if definition is None:
+        return
+    steps = list(definition.get("Steps") or [])
+    while steps:
+        step = steps.pop()
+        arguments = step.get("Arguments") or {}
+        where = f"PipelineDefinition.Steps[{step.get('Name')}]"
+        kind = step.get("Type")
+        if kind == "Condition":
+            steps += list(arguments.get("IfSteps") or []) + list(arguments.get("ElseSteps") or [])
+            steps += list(step.get("IfSteps") or []) + list(step.get("ElseSteps") or [])
+        elif kind == "Training":
+            yield _training_job(where, arguments)
+        elif kind == "Tuning":
+            yield _training_job(where, arguments.get("TrainingJobDefinition") or {})
+        elif kind in ("Processing", "QualityCheck", "ClarifyCheck"):
+            yield _Job(
+                where=where,
+                kind="processing",
+                network=arguments.get("NetworkConfig"),
+                volume_key=_get(arguments, "ProcessingResources.ClusterConfig.VolumeKmsKeyId"),
+                output_key=_get(arguments, "ProcessingOutputConfig.KmsKeyId"),
+                vpc=_get(arguments, "NetworkConfig.VpcConfig"),
+            )
+        elif kind == "Transform":
+            yield _Job(
+                where=where,
+                kind="transform",
+                network=None,
+                volume_key=_get(arguments, "TransformResources.VolumeKmsKeyId"),
+                output_key=_get(arguments, "TransformOutput.KmsKeyId"),
+                vpc=None,
+            )
+
+
+def _training_job(where: str, arguments: Mapping[str, Any]) -> _Job:
+    return _Job(
+        where=where,
+        kind="training",
+        network={
+            "EnableNetworkIsolation": arguments.get("EnableNetworkIsolation"),
+            "EnableInterContainerTrafficEncryption": arguments.get("EnableInterContainerTrafficEncryption"),
+        },
+        volume_key=_get(arguments, "ResourceConfig.VolumeKmsKeyId"),
+        output_key=_get(arguments, "OutputDataConfig.KmsKeyId"),
+        vpc=arguments.get("VpcConfig"),
+    )
+
+
+def _jobs(resource: Resource) -> Iterator[_Job]:
+    kind = resource.get("Type")
+    props = _props(resource)
+    if kind in MONITORING_JOB_TYPES:
+        yield _monitoring_job("Properties", props, MONITORING_JOB_TYPES[kind][0], "JobResources")
+    elif kind == "AWS::SageMaker::MonitoringSchedule":
+        inline = _get(props, "MonitoringScheduleConfig.MonitoringJobDefinition")
+        if inline:
+            yield _monitoring_job(
+                "MonitoringScheduleConfig.MonitoringJobDefinition",
+                inline,
+                "MonitoringOutputConfig",
+                "MonitoringResources",
+            )
+    elif kind == "AWS::SageMaker::Pipeline":
+        yield from _pipeline_jobs(resource)
+
+
+# --- rules ---------------------------------------------------------------------------------------
+
+
+def _model_network_isolation(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    if resource.get("Type") == "AWS::SageMaker::Model" and not _is_true(_props(resource).get("EnableNetworkIsolation")):
+        yield "Properties.EnableNetworkIsolation", "the model container may open network connections"
+
+
+def _model_in_vpc(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    if resource.get("Type") == "AWS::SageMaker::Model":
+        vpc = _props(resource).get("VpcConfig")
+        if not (_set(_get(vpc, "Subnets")) and _set(_get(vpc, "SecurityGroupIds"))):
+            yield "Properties.VpcConfig", "the model has no VPC subnets and security groups"
+
+
+def _instance_variants(resource: Resource) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    for index, variant in enumerate(_props(resource).get("ProductionVariants") or []):
+        if isinstance(variant, Mapping) and "ServerlessConfig" not in variant:
+            yield index, variant
+
+
+def _endpoint_multi_instance(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    if resource.get("Type") != "AWS::SageMaker::EndpointConfig":
+        return
+    for index, variant in _instance_variants(resource):
+        count = variant.get("InitialInstanceCount")
+        if not isinstance(count, int) or count < 2:
+            yield (
+                f"Properties.ProductionVariants[{index}].InitialInstanceCount",
+                (
+                    f"variant {variant.get('VariantName')!r} starts {count!r} instance(s); one instance is one "
+                    "availability zone and no capacity during a deployment"
+                ),
+            )
+
+
+def _endpoint_config_kms(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    if resource.get("Type") != "AWS::SageMaker::EndpointConfig":
+        return
+    if any(True for _ in _instance_variants(resource)) and not _set(_props(resource).get("KmsKeyId")):
+        yield "Properties.KmsKeyId", "the instance storage volumes use an AWS-owned key"
+    async_key = _get(_props(resource), "AsyncInferenceConfig.OutputConfig.KmsKeyId")
+    if _props(resource).get("AsyncInferenceConfig") and not _set(async_key):
+        yield (
+            "Properties.AsyncInferenceConfig.OutputConfig.KmsKeyId",
+            "async results are not encrypted with a platform key",
+        )
+
+
+def _endpoint_data_capture(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    if resource.get("Type") != "AWS::SageMaker::EndpointConfig":
+        return
+    capture = _props(resource).get("DataCaptureConfig")
+    if not capture or _get(capture, "EnableCapture") is False or capture.get("EnableCapture") == "false":
+        yield "Properties.DataCaptureConfig", "requests and predictions are not captured for Model Monitor"
+    elif not _set(capture.get("KmsKeyId")):
+        yield "Properties.DataCaptureConfig.KmsKeyId", "captured requests are not encrypted with a platform key"
+
+
+def _job_network_isolation(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    for job in _jobs(resource):
+        # Processing steps may call AWS APIs (Feature Store ingestion); transform jobs take their
+        # isolation from the model. Training and monitoring jobs never need the network.
+        if job.kind in ("training", "monitoring") and not _is_true(_get(job.network, "EnableNetworkIsolation")):
+            yield f"{job.where}.EnableNetworkIsolation", f"{job.kind} job is not network-isolated"
+
+
+def _job_inter_container_encryption(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    for job in _jobs(resource):
+        if job.kind != "transform" and not _is_true(_get(job.network, "EnableInterContainerTrafficEncryption")):
+            yield (
+                f"{job.where}.EnableInterContainerTrafficEncryption",
+                f"{job.kind} job sends traffic between its instances unencrypted",
+            )
+
+
+def _job_kms(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    for job in _jobs(resource):
+        if not _set(job.volume_key):
+            yield f"{job.where}.VolumeKmsKeyId", f"{job.kind} job volumes use an AWS-owned key"
+        if not _set(job.output_key):
+            yield f"{job.where}.OutputKmsKeyId", f"{job.kind} job outputs are not encrypted with a platform key"
+
+
+def _job_vpc(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    for job in _jobs(resource):
+        if job.kind == "transform":
+            continue  # a transform job runs in its model's VPC
+        if not (_set(_get(job.vpc, "Subnets")) and _set(_get(job.vpc, "SecurityGroupIds"))):
+            yield f"{job.where}.VpcConfig", f"{job.kind} job does not run in the platform VPC"
+
+
+def _feature_group_kms(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    if resource.get("Type") != "AWS::SageMaker::FeatureGroup":
+        return
+    props = _props(resource)
+    online = props.get("OnlineStoreConfig")
+    if online and _is_true(online.get("EnableOnlineStore")) and not _set(_get(online, "SecurityConfig.KmsKeyId")):
+        yield (
+            "Properties.OnlineStoreConfig.SecurityConfig.KmsKeyId",
+            "online store is not encrypted with a platform key",
+        )
+    offline = props.get("OfflineStoreConfig")
+    if offline and not _set(_get(offline, "S3StorageConfig.KmsKeyId")):
+        yield (
+            "Properties.OfflineStoreConfig.S3StorageConfig.KmsKeyId",
+            "offline store is not encrypted with a platform key",
+        )
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        f"{PACK_NAME}-ModelNetworkIsolation",
+        "SageMaker models run with network isolation (Security Hub SageMaker.5).",
+        "Set EnableNetworkIsolation: true on the model.",
+        _model_network_isolation,
+    ),
+    Rule(
+        f"{PACK_NAME}-ModelInVpc",
+        "SageMaker models run in the platform VPC.",
+        "Set VpcConfig with the isolated subnets and the inference security group.",
+        _model_in_vpc,
+    ),
+    Rule(
+        f"{PACK_NAME}-EndpointMultiInstance",
+        "Every instance-based production variant starts at least 2 instances (Security Hub SageMaker.4).",
+        "Set InitialInstanceCount >= 2, or acknowledge in an environment that accepts one instance.",
+        _endpoint_multi_instance,
+    ),
+    Rule(
+        f"{PACK_NAME}-EndpointConfigKms",
+        "Endpoint configs encrypt instance storage and async results with a platform KMS key.",
+        "Set KmsKeyId (and AsyncInferenceConfig.OutputConfig.KmsKeyId for async endpoints).",
+        _endpoint_config_kms,
+    ),
+    Rule(
+        f"{PACK_NAME}-EndpointDataCapture",
+        "Endpoint configs capture requests and predictions, encrypted with a platform KMS key.",
+        "Set DataCaptureConfig with EnableCapture: true and KmsKeyId.",
+        _endpoint_data_capture,
+    ),
+    Rule(
+        f"{PACK_NAME}-JobNetworkIsolation",
+        "Training and monitoring jobs run with network isolation (Security Hub SageMaker.11, .12, .14, .20, .25).",
+        "Set EnableNetworkIsolation: true in the job's network settings.",
+        _job_network_isolation,
+    ),
+    Rule(
+        f"{PACK_NAME}-JobInterContainerEncryption",
+        "Jobs encrypt traffic between their instances (Security Hub SageMaker.9, .10, .13, .15, .22).",
+        "Set EnableInterContainerTrafficEncryption: true in the job's network settings.",
+        _job_inter_container_encryption,
+    ),
+    Rule(
+        f"{PACK_NAME}-JobKms",
+        "Jobs encrypt their storage volumes and outputs with platform KMS keys.",
+        "Set the volume KMS key and the output KMS key of the job.",
+        _job_kms,
+    ),
+    Rule(
+        f"{PACK_NAME}-JobInVpc",
+        "Jobs run in the platform VPC.",
+        "Set VpcConfig with the isolated subnets and the job security group.",
+        _job_vpc,
+    ),
+    Rule(
+        f"{PACK_NAME}-FeatureGroupKms",
+        "Feature groups encrypt the online and the offline store with a platform KMS key "
+        "(Security Hub SageMaker.17, .18).",
+        "Set OnlineStoreConfig.SecurityConfig.KmsKeyId and OfflineStoreConfig.S3StorageConfig.KmsKeyId.",
+        _feature_group_kms,
+    ),
+)
+RULES_BY_ID = {rule.id: rule for rule in RULES}
+
+
+def check_template(template: Mapping[str, Any], rules: tuple[Rule, ...] = RULES) -> list[Finding]:
+    """Every finding of ``rules`` in one CloudFormation template."""
+    findings = []
+    for logical_id, resource in sorted((template.get("Resources") or {}).items()):
+        for rule in rules:
+            for location, detail in rule.check(logical_id, resource):
+                findings.append(Finding(rule.id, logical_id, location, detail))
+    return findings
+
+
+@jsii.implements(IPolicyValidationPlugin)
+class MlPlatformChecks:
+    """Runs :data:`RULES` on every synthesized template as a CDK policy-validation plugin."""
+
+    @property
+    def name(self) -> str:
+        return PACK_NAME
+
+    @property
+    def version(self) -> str:
+        return "1.0.0"
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [rule.id for rule in RULES]
+
+    def validate(self, context: IPolicyValidationContext) -> PolicyValidationPluginReport:
+        by_rule: dict[str, list[PolicyViolatingResource]] = {}
+        details: dict[str, set[str]] = {}
+        for template_path in context.template_paths:
+            template = json.loads(Path(template_path).read_text())
+            for finding in check_template(template):
+                by_rule.setdefault(finding.rule_id, []).append(
+                    PolicyViolatingResource(
+                        resource_logical_id=finding.logical_id,
+                        template_path=template_path,
+                        locations=[finding.location],
+                    )
+                )
+                details.setdefault(finding.rule_id, set()).add(finding.detail)
+        violations = [
+            PolicyViolation(
+                rule_name=rule_id,
+                description=f"{RULES_BY_ID[rule_id].description} Found: {'; '.join(sorted(details[rule_id]))}.",
+                fix=RULES_BY_ID[rule_id].fix,
+                severity="error",
+                violating_resources=resources,
+            )
+            for rule_id, resources in sorted(by_rule.items())
+        ]
+        return PolicyValidationPluginReport(success=not violations, violations=violations)

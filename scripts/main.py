@@ -1,0 +1,45 @@
+"""The main job (`make run`): everything the platform can show without an AWS account.
+
+1. Synthesize every environment offline into ./cdk.out with all policy packs as the gate, then run
+   cfn-lint and checkov on the templates and print a summary per environment and stack.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from config import ConfigError, load_config
+from scripts.synth_report import format_report, synth_and_scan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def step(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+def main() -> int:
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    try:
+        config = load_config()
+    except ConfigError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 1
+
+    step(f"Synthesizing {', '.join(config.environment_names)} offline (policy packs, cfn-lint, checkov)")
+    try:
+        report = synth_and_scan(config, ROOT / "cdk.out")
+    except Exception as error:  # noqa: BLE001  (jsii raises a plain Exception carrying the report)
+        print(f"Synth failed the policy gates:\n{error}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    if not report.ok:
+        return 1
+    print(f"\nTemplates: {ROOT / 'cdk.out'} (deploy with `npx cdk deploy 'Dev/*'`; see README).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin stacks: each composes constructs from ``platform_constructs``, wires grants, tags and outputs."""

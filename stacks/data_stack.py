@@ -1,0 +1,100 @@
+"""Stateful resources of one environment: KMS keys, S3 buckets and the Model Registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from config import EnvironmentConfig
+from platform_constructs.encryption_key import EncryptionKey
+from platform_constructs.model_registry import ModelRegistry
+from platform_constructs.secure_bucket import SecureBucket
+
+
+class DataStack(Stack):
+    """Keys per data domain, the platform's buckets and the Model Package Group.
+
+    Everything here is kept on stack deletion outside dev (``removal_policy = "retain"``), and the
+    logical IDs are pinned by ``tests/test_stateful_ids.py``: renaming a construct here would replace
+    a bucket or a key.
+    """
+
+    def __init__(
+        self, scope: Construct, id_: str, *, env_config: EnvironmentConfig, project: str, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        retain = env_config.retain_data
+        days = env_config.data
+        alias = f"alias/{project}/{env_config.name}"
+
+        # One key per data domain (docs/decisions/0002-one-kms-key-per-data-domain.md).
+        self.data_key = EncryptionKey(
+            self,
+            "DataKey",
+            alias=f"{alias}/data",
+            retain=retain,
+            description="Customer data: raw and processed data, features, captured requests, monitoring reports",
+        )
+        self.model_key = EncryptionKey(
+            self,
+            "ModelKey",
+            alias=f"{alias}/model",
+            retain=retain,
+            description="Models: training outputs, model artifacts, endpoint storage volumes",
+        )
+        self.logs_key = EncryptionKey(
+            self,
+            "LogsKey",
+            alias=f"{alias}/logs",
+            retain=retain,
+            description="CloudWatch Logs of the platform (VPC flow logs, jobs, functions)",
+        )
+        self.logs_key.allow_cloudwatch_logs()
+
+        self.access_logs_bucket = SecureBucket(
+            self,
+            "AccessLogsBucket",
+            encryption_key=None,
+            access_logs_bucket=None,
+            retain=retain,
+            noncurrent_version_expiry=Duration.days(days.noncurrent_version_expiry_days),
+            incomplete_upload_expiry=Duration.days(days.incomplete_upload_expiry_days),
+            object_expiry=Duration.days(days.access_log_expiry_days),
+        )
+
+        def bucket(id_: str, key: kms.IKey, expiry_days: int | None = None) -> SecureBucket:
+            return SecureBucket(
+                self,
+                id_,
+                encryption_key=key,
+                access_logs_bucket=self.access_logs_bucket,
+                retain=retain,
+                noncurrent_version_expiry=Duration.days(days.noncurrent_version_expiry_days),
+                incomplete_upload_expiry=Duration.days(days.incomplete_upload_expiry_days),
+                object_expiry=Duration.days(expiry_days) if expiry_days else None,
+            )
+
+        self.raw_bucket = bucket("RawDataBucket", self.data_key)
+        self.processed_bucket = bucket("ProcessedDataBucket", self.data_key)
+        self.feature_store_bucket = bucket("FeatureStoreBucket", self.data_key)
+        self.model_artifacts_bucket = bucket("ModelArtifactsBucket", self.model_key)
+        self.capture_bucket = bucket("DataCaptureBucket", self.data_key, days.capture_expiry_days)
+        self.monitoring_bucket = bucket("MonitoringReportsBucket", self.data_key, days.monitoring_report_expiry_days)
+
+        self.model_registry = ModelRegistry(
+            self,
+            "ModelRegistry",
+            group_name=f"{project}-{env_config.name}",
+            description=f"Churn models of {env_config.name}; approve a version to deploy it",
+        )
+
+        for name, value in (
+            ("RawDataBucketName", self.raw_bucket.bucket_name),
+            ("ModelArtifactsBucketName", self.model_artifacts_bucket.bucket_name),
+            ("ModelPackageGroupName", self.model_registry.group_name),
+            ("DataKeyArn", self.data_key.key_arn),
+        ):
+            CfnOutput(self, name, value=value)

@@ -1,0 +1,44 @@
+"""One environment of the platform (dev, staging or prod) as a CDK Stage."""
+
+from __future__ import annotations
+
+from aws_cdk import Aspects, Environment, Stage, Tags
+from constructs import Construct
+
+from config import EnvironmentConfig, PlatformConfig
+from policy.cdk_providers import AcceptCdkProviderFindings
+from stacks.data_stack import DataStack
+from stacks.network_stack import NetworkStack
+
+
+class PlatformStage(Stage):
+    """All stacks of one environment, deployed to that environment's account and region."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, env_config: EnvironmentConfig) -> None:
+        super().__init__(scope, id_, env=Environment(account=env_config.account, region=env_config.region))
+        prefix = f"{config.project}-{env_config.name}"
+        protect = env_config.retain_data
+
+        self.data = DataStack(
+            self,
+            "Data",
+            env_config=env_config,
+            project=config.project,
+            stack_name=f"{prefix}-data",
+            description=f"ML platform {env_config.name}: KMS keys, S3 buckets, model registry (stateful)",
+            termination_protection=protect,
+        )
+        self.network = NetworkStack(
+            self,
+            "Network",
+            env_config=env_config,
+            logs_key=self.data.logs_key,
+            stack_name=f"{prefix}-network",
+            description=f"ML platform {env_config.name}: isolated VPC, endpoints, flow logs, security groups",
+            termination_protection=protect,
+        )
+
+        for key, value in sorted(config.tags.items()):
+            Tags.of(self).add(key, value)
+        Tags.of(self).add("Environment", env_config.name)
+        Aspects.of(self).add(AcceptCdkProviderFindings())

@@ -1,0 +1,88 @@
+"""Shared fixtures: the platform config and one synthesis of every environment per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+from app import build_app, stage_id
+from config import PlatformConfig, load_config
+from policy.acknowledge import AUDIT_CONTEXT_KEY
+from policy.audit import AuditResult, audit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    """Every environment synthesized once, with all policy packs registered (so synth is the gate)."""
+
+    outdir: Path
+    templates: dict[str, dict[str, Any]]  # by hierarchical stack id, e.g. "Dev/Data"
+    template_paths: dict[str, Path]
+    report: dict[str, Any]  # validation-report.json
+
+    def template(self, env: str, stack: str) -> dict[str, Any]:
+        return self.templates[f"{stage_id(env)}/{stack}"]
+
+
+@pytest.fixture(scope="session")
+def platform_config() -> PlatformConfig:
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def synthesized(platform_config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = build_app(platform_config, platform_config.environment_names, outdir=str(outdir))
+    try:
+        assembly = app.synth()
+    except Exception as error:  # noqa: BLE001  (jsii raises a plain Exception carrying the report)
+        pytest.fail(f"synth of every environment failed (policy gates or validation):\n{error}", pytrace=False)
+    templates = {}
+    paths = {}
+    for stack in assembly.stacks_recursively:
+        templates[stack.hierarchical_id] = stack.template
+        paths[stack.hierarchical_id] = Path(stack.template_full_path)
+    report = json.loads((outdir / "validation-report.json").read_text())
+    return Synthesized(outdir=outdir, templates=templates, template_paths=paths, report=report)
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
+
+
+def walk(value: Any) -> Iterator[Any]:
+    """Every nested value of a JSON-like structure, depth first."""
+    yield value
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+
+
+@pytest.fixture(scope="session")
+def audited(platform_config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory) -> AuditResult:
+    """Every finding of every environment with acknowledgments recorded instead of applied."""
+    app = build_app(
+        platform_config,
+        platform_config.environment_names,
+        outdir=str(tmp_path_factory.mktemp("cdk.out.audit")),
+        context={AUDIT_CONTEXT_KEY: True},
+        policy_packs=False,
+    )
+    return audit(app, app.synth())

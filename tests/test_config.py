@@ -1,0 +1,241 @@
+"""Bad config is a clear error that names the field, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config import ConfigError, load_config, parse_config
+from config.settings import DEFAULT_CONFIG_PATH, INTERFACE_ENDPOINT_SERVICES, is_gpu_instance
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def raw() -> dict[str, Any]:
+    """The shipped config as parsed TOML, for each test to break in one place."""
+    return tomllib.loads(DEFAULT_CONFIG_PATH.read_text())
+
+
+def env(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(e for e in raw["environments"] if e["name"] == name)
+
+
+def error_of(data: dict[str, Any]) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    return caught.value
+
+
+def test_shipped_config_is_valid_and_frozen() -> None:
+    config = load_config()
+    assert config.environment_names == ("dev", "staging", "prod")
+    prod = config.environment("prod")
+    assert prod.retain_data
+    assert not config.environment("dev").retain_data
+    assert len(prod.availability_zones) >= 2
+    assert prod.network.interface_endpoints == INTERFACE_ENDPOINT_SERVICES
+    with pytest.raises(AttributeError):
+        prod.account = "000000000000"  # type: ignore[misc]
+
+
+def test_unknown_environment_is_an_error_never_a_fallback() -> None:
+    config = load_config()
+    with pytest.raises(ConfigError) as caught:
+        config.environment("qa")
+    message = str(caught.value)
+    assert "'qa'" in message
+    assert "unknown environment" in message
+    assert "dev, staging, prod" in message
+
+
+@pytest.mark.parametrize(
+    ("account", "hint"),
+    [("12345678901", "12-digit"), ("12345678901a", "12-digit"), (123456789012, "quote it")],
+)
+def test_malformed_account_id(raw: dict[str, Any], account: object, hint: str) -> None:
+    env(raw, "staging")["account"] = account
+    error = error_of(raw)
+    assert error.field_path == "environments[1].account"
+    assert repr(account) in str(error)
+    assert hint in str(error)
+
+
+def test_availability_zone_of_another_region(raw: dict[str, Any]) -> None:
+    env(raw, "prod")["availability_zones"] = ["eu-west-1a", "eu-central-1b"]
+    error = error_of(raw)
+    assert error.field_path == "environments[2].availability_zones[1]"
+    assert "'eu-central-1b'" in str(error)
+    assert "not an availability zone of region 'eu-west-1'" in str(error)
+    assert "eu-west-1a, eu-west-1b" in str(error)
+
+
+def test_unknown_region(raw: dict[str, Any]) -> None:
+    env(raw, "dev")["region"] = "eu-wset-1"
+    error = error_of(raw)
+    assert error.field_path == "environments[0].region"
+    assert "'eu-wset-1'" in str(error)
+    assert "eu-west-1" in str(error)
+
+
+def test_one_availability_zone_is_not_enough(raw: dict[str, Any]) -> None:
+    env(raw, "dev")["availability_zones"] = ["eu-west-1a"]
+    error = error_of(raw)
+    assert error.field_path == "environments[0].availability_zones"
+    assert "at least 2" in str(error)
+
+
+def test_overlapping_cidrs(raw: dict[str, Any]) -> None:
+    env(raw, "prod")["network"]["vpc_cidr"] = "10.10.128.0/17"  # inside dev's 10.10.0.0/16
+    error = error_of(raw)
+    assert error.field_path == "environments[2].network.vpc_cidr"
+    assert "'10.10.128.0/17'" in str(error)
+    assert "overlaps dev's 10.10.0.0/16" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("cidr", "problem"),
+    [
+        ("10.20.0.0/33", "not a valid IPv4 network"),
+        ("10.20.0.1/16", "not a valid IPv4 network"),  # host bits set
+        ("banana", "not a valid IPv4 network"),
+        ("8.8.0.0/16", "private range"),
+        ("10.16.0.0/12", "between /16 and /24"),
+    ],
+)
+def test_invalid_cidr(raw: dict[str, Any], cidr: str, problem: str) -> None:
+    env(raw, "staging")["network"]["vpc_cidr"] = cidr
+    error = error_of(raw)
+    assert error.field_path == "environments[1].network.vpc_cidr"
+    assert repr(cidr) in str(error)
+    assert problem in str(error)
+
+
+def test_subnets_must_fit_one_per_zone(raw: dict[str, Any]) -> None:
+    staging = env(raw, "staging")
+    staging["network"]["vpc_cidr"] = "10.20.0.0/24"
+    staging["network"]["subnet_prefix_length"] = 25  # two /25 in a /24, three zones
+    error = error_of(raw)
+    assert error.field_path == "environments[1].network.subnet_prefix_length"
+    assert "holds only 2 subnets" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "problem"),
+    [
+        ("ml.x9.large", "unknown instance family 'x9'"),
+        ("ml.inf2.xlarge", "unknown instance family 'inf2'"),
+        ("m5.large", "must look like ml.<family>.<size>"),
+        ("ml.m5.huge", "unknown instance size 'huge'"),
+    ],
+)
+def test_unknown_instance_type(raw: dict[str, Any], instance_type: str, problem: str) -> None:
+    env(raw, "prod")["serving"]["instance_type"] = instance_type
+    error = error_of(raw)
+    assert error.field_path == "environments[2].serving.instance_type"
+    assert repr(instance_type) in str(error)
+    assert problem in str(error)
+    if problem.startswith("unknown instance family"):
+        assert "m5" in str(error)
+        assert "g5" in str(error)  # the allowed families are listed
+
+
+def test_duplicate_environment_names(raw: dict[str, Any]) -> None:
+    duplicate = copy.deepcopy(env(raw, "staging"))
+    duplicate["network"]["vpc_cidr"] = "10.40.0.0/16"
+    raw["environments"].append(duplicate)
+    error = error_of(raw)
+    assert error.field_path == "environments[3].name"
+    assert "'staging'" in str(error)
+    assert "duplicate environment name (already used by environments[1])" in str(error)
+
+
+def test_destroy_is_refused_for_prod(raw: dict[str, Any]) -> None:
+    env(raw, "prod")["removal_policy"] = "destroy"
+    error = error_of(raw)
+    assert error.field_path == "environments[2].removal_policy"
+    assert "use 'retain'" in str(error)
+
+
+def test_removal_policy_must_be_known(raw: dict[str, Any]) -> None:
+    env(raw, "dev")["removal_policy"] = "snapshot"
+    error = error_of(raw)
+    assert "one of 'retain', 'destroy'" in str(error)
+
+
+def test_misspelt_setting_is_rejected(raw: dict[str, Any]) -> None:
+    env(raw, "dev")["network"]["vpc_cdir"] = "10.10.0.0/16"
+    error = error_of(raw)
+    assert error.field_path == "environments[0].network.vpc_cdir"
+    assert "unknown setting" in str(error)
+    assert "vpc_cidr" in str(error)  # the allowed names are listed
+
+
+def test_missing_required_setting(raw: dict[str, Any]) -> None:
+    del env(raw, "dev")["account"]
+    error = error_of(raw)
+    assert error.field_path == "environments[0].account"
+    assert "missing required setting" in str(error)
+
+
+def test_wrong_type(raw: dict[str, Any]) -> None:
+    env(raw, "dev")["data"]["capture_expiry_days"] = "thirty"
+    error = error_of(raw)
+    assert error.field_path == "environments[0].data.capture_expiry_days"
+    assert "must be an integer" in str(error)
+
+
+def test_log_retention_must_be_a_cloudwatch_value(raw: dict[str, Any]) -> None:
+    env(raw, "dev")["network"]["flow_log_retention_days"] = 100
+    error = error_of(raw)
+    assert "CloudWatch Logs accepts only" in str(error)
+    assert "365" in str(error)
+
+
+def test_unknown_interface_endpoint(raw: dict[str, Any]) -> None:
+    env(raw, "dev")["network"]["interface_endpoints"] = ["sts", "sagemaker.apii"]
+    error = error_of(raw)
+    assert error.field_path == "environments[0].network.interface_endpoints[1]"
+    assert "sagemaker.api" in str(error)
+
+
+def test_load_config_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "environments.toml"
+    path.write_text(DEFAULT_CONFIG_PATH.read_text().replace('account = "444444444444"', 'account = "4444"'))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: environments[2].account = '4444'")
+
+
+def test_load_config_reports_invalid_toml(tmp_path: Path) -> None:
+    path = tmp_path / "environments.toml"
+    path.write_text("project = \n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(path)
+
+
+def test_gpu_families_are_recognised() -> None:
+    assert is_gpu_instance("ml.g5.2xlarge")
+    assert not is_gpu_instance("ml.m5.2xlarge")
+
+
+def test_app_refuses_an_unknown_environment_before_synth(tmp_path: Path) -> None:
+    """`cdk synth -c env=qa` ends with a one-line error, not a traceback or a fallback."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
+    environment["CDK_CONTEXT_JSON"] = json.dumps({"env": "qa"})
+    environment["CDK_OUTDIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "app.py"], check=False, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "Configuration error: env = 'qa': unknown environment; choose one of dev, staging, prod" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.template.json"))
