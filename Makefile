@@ -13,6 +13,7 @@ BIN := $(VENV)/bin
 # Offline and quiet: no AWS credentials or lookups, no CLI telemetry or notices, one OpenMP thread
 # (two threads are 5-8x slower on 2-core machines).
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export OMP_NUM_THREADS := 1
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)

@@ -22,6 +22,7 @@ def step(title: str) -> None:
 
 def main() -> int:
     os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     try:
         config = load_config()
     except ConfigError as error:
@@ -37,7 +38,7 @@ def main() -> int:
     print(format_report(report))
     if not report.ok:
         return 1
-    print(f"\nTemplates: {ROOT / 'cdk.out'} (deploy with `npx cdk deploy 'Dev/*'`; see README).")
+    print(f"\nTemplates: {ROOT / 'cdk.out'} (to deploy, see README: 'Bootstrap and deploy an environment').")
     return 0
 
 
