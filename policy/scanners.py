@@ -24,7 +24,7 @@ class ScannerUnavailableError(RuntimeError):
 
 def cfn_lint(templates: Iterable[tuple[Path, str]]) -> list[str]:
     """Every cfn-lint match (errors and warnings) of each (template, region), as readable lines."""
-    from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]  # heavy: import when used
+    from cfnlint.api import ManualArgs, lint_file  # heavy: import it only when linting
 
     problems = []
     for path, region in templates:

@@ -87,3 +87,16 @@ def audited(platform_config: PlatformConfig, tmp_path_factory: pytest.TempPathFa
         policy_packs=False,
     )
     return audit(app, app.synth())
+
+
+@pytest.fixture
+def sagemaker_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty /opt/ml for one test: SAGEMAKER_BASE_DIR points at it, no SM_* variable leaks in."""
+    for name in list(os.environ):
+        if name.startswith(("SM_", "ML_PLATFORM_")):
+            monkeypatch.delenv(name)
+    root = tmp_path / "opt-ml"
+    root.mkdir()
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return root
