@@ -21,8 +21,8 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("environments.toml")
 
-# Regions with SageMaker training, hosting and the managed XGBoost image. A typo in a region name
-# must fail at synth, not at deploy.
+# Regions where the SageMaker SDK's image registry has both the managed XGBoost image and the Model
+# Monitor analyzer (tests/test_images.py checks it). A typo in a region must fail at synth.
 KNOWN_REGIONS = (
     "af-south-1",
     "ap-east-1",
@@ -30,13 +30,10 @@ KNOWN_REGIONS = (
     "ap-northeast-2",
     "ap-northeast-3",
     "ap-south-1",
-    "ap-south-2",
     "ap-southeast-1",
     "ap-southeast-2",
     "ap-southeast-3",
-    "ap-southeast-4",
     "ca-central-1",
-    "ca-west-1",
     "eu-central-1",
     "eu-central-2",
     "eu-north-1",
@@ -139,8 +136,9 @@ PROTECTED_ENVIRONMENTS = ("staging", "prod")
 RemovalPolicyName = Literal["retain", "destroy"]
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,15}$")
-_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
+# Both go into S3 bucket names (<project>-<env>-<purpose>-<account>-<region>, at most 63 characters).
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,9}$")
+_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{1,11}$")
 _INSTANCE_RE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
 _PRIVATE_NETWORKS = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
@@ -267,16 +265,75 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
+class TuningSettings:
+    """Bayesian hyperparameter tuning instead of a single training job."""
+
+    enabled: bool = False
+    max_jobs: int = 20
+    max_parallel_jobs: int = 2
+
+    def validate(self, path: str) -> None:
+        if not 1 <= self.max_jobs <= 500:
+            raise ConfigError(f"{path}.max_jobs", self.max_jobs, "must be between 1 and 500")
+        if not 1 <= self.max_parallel_jobs <= min(self.max_jobs, 100):
+            raise ConfigError(
+                f"{path}.max_parallel_jobs",
+                self.max_parallel_jobs,
+                f"must be between 1 and max_jobs ({self.max_jobs}), at most 100",
+            )
+
+
+@dataclass(frozen=True)
 class TrainingSettings:
-    """Compute for training jobs."""
+    """The training pipeline: compute, spot, limits, quality gate and retraining schedule."""
 
     instance_type: str = "ml.m5.xlarge"
     instance_count: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    processing_instance_type: str = "ml.m5.xlarge"
+    volume_size_gb: int = 30
+    use_spot: bool = True
+    max_runtime_seconds: int = 3600
+    max_wait_seconds: int = 7200
+    auc_threshold: float = 0.75
+    schedule: str = "cron(0 3 ? * MON *)"
+    schedule_timezone: str = "UTC"
+    tuning: TuningSettings = field(default_factory=TuningSettings)
 
     def validate(self, path: str) -> None:
-        check_instance_type(f"{path}.instance_type", self.instance_type)
+        family = check_instance_type(f"{path}.instance_type", self.instance_type)
+        check_instance_type(f"{path}.processing_instance_type", self.processing_instance_type)
         if not 1 <= self.instance_count <= 20:
             raise ConfigError(f"{path}.instance_count", self.instance_count, "must be between 1 and 20")
+        gpu = family in GPU_INSTANCE_FAMILIES
+        if self.device == "cuda" and not gpu:
+            raise ConfigError(
+                f"{path}.device",
+                self.device,
+                f"{self.instance_type} has no GPU; use a GPU instance type or device 'auto'",
+            )
+        if self.device == "cpu" and gpu:
+            raise ConfigError(
+                f"{path}.device", self.device, f"{self.instance_type} is a GPU instance: pay for it and use it ('auto')"
+            )
+        if not 1 <= self.volume_size_gb <= 16384:
+            raise ConfigError(f"{path}.volume_size_gb", self.volume_size_gb, "must be between 1 and 16384")
+        if not 60 <= self.max_runtime_seconds <= 28 * 86400:
+            raise ConfigError(f"{path}.max_runtime_seconds", self.max_runtime_seconds, "must be between 60 and 2419200")
+        if self.use_spot and not self.max_runtime_seconds <= self.max_wait_seconds <= 28 * 86400:
+            raise ConfigError(
+                f"{path}.max_wait_seconds",
+                self.max_wait_seconds,
+                f"must be at least max_runtime_seconds ({self.max_runtime_seconds}) and at most 2419200: "
+                "it bounds waiting for spot capacity plus training",
+            )
+        if not 0.5 <= self.auc_threshold < 1:
+            raise ConfigError(f"{path}.auc_threshold", self.auc_threshold, "must be at least 0.5 (random) and below 1")
+        if not re.fullmatch(r"(cron|rate)\(.+\)", self.schedule):
+            raise ConfigError(
+                f"{path}.schedule", self.schedule, "must be an EventBridge Scheduler expression: cron(...) or rate(...)"
+            )
+        self.tuning.validate(f"{path}.tuning")
 
 
 @dataclass(frozen=True)
@@ -310,7 +367,9 @@ class EnvironmentConfig:
     def validate(self, path: str) -> None:
         if not _NAME_RE.match(self.name):
             raise ConfigError(
-                f"{path}.name", self.name, "must be 2-16 lowercase letters, digits or '-', starting with a letter"
+                f"{path}.name",
+                self.name,
+                "must be 2-10 lowercase letters, digits or '-', starting with a letter (it is part of bucket names)",
             )
         _check_account(f"{path}.account", self.account)
         _check_region(f"{path}.region", self.region)
@@ -377,7 +436,9 @@ class PlatformConfig:
     def validate(self) -> None:
         if not _PROJECT_RE.match(self.project):
             raise ConfigError(
-                "project", self.project, "must be 2-21 lowercase letters, digits or '-', starting with a letter"
+                "project",
+                self.project,
+                "must be 2-12 lowercase letters, digits or '-', starting with a letter (it is part of bucket names)",
             )
         self.tooling.validate("tooling")
         if not self.environments:
@@ -426,7 +487,7 @@ def _type_name(tp: Any) -> str:
         return "one of " + _choices([repr(a) for a in get_args(tp)])
     if dataclasses.is_dataclass(tp):
         return "table"
-    return {str: "string", int: "integer", bool: "boolean"}.get(tp, str(tp))
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
 
 
 def _parse_value(tp: Any, value: Any, path: str) -> Any:
@@ -452,6 +513,10 @@ def _parse_value(tp: Any, value: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(path, value, "must be an integer")
         return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(path, value, "must be a number")
+        return float(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(path, value, "must be true or false")
@@ -516,6 +581,7 @@ __all__ = [
     "ServingSettings",
     "ToolingConfig",
     "TrainingSettings",
+    "TuningSettings",
     "check_instance_type",
     "is_gpu_instance",
     "load_config",

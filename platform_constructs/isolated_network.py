@@ -92,6 +92,7 @@ class IsolatedNetwork(Construct):
             enable_dns_support=True,
         )
         self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        self.selected_subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         for subnet in self.vpc.isolated_subnets:
             ignore_cfn_lint(
                 typing.cast(CfnResource, subnet.node.default_child),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aws_cdk import RemovalPolicy, Stack
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
@@ -23,33 +22,19 @@ class ModelRegistry(Construct):
         self.group_name = group_name
         self.group_arn = self.group.attr_model_package_group_arn
 
-    @property
-    def model_packages_arn(self) -> str:
-        """ARN pattern of every model version in the group."""
-        return Stack.of(self).format_arn(
-            service="sagemaker", resource="model-package", resource_name=f"{self.group_name}/*"
-        )
 
-    def grant_register(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Register new model versions (pending approval) with their metrics."""
-        return iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=[
-                "sagemaker:CreateModelPackage",
-                "sagemaker:DescribeModelPackageGroup",
-                "sagemaker:ListModelPackages",
-            ],
-            resource_arns=[self.group_arn, self.model_packages_arn],
-        )
+# What a pipeline needs to register versions, and a deployer to read them.
+REGISTER_ACTIONS = (
+    "sagemaker:CreateModelPackage",
+    "sagemaker:DescribeModelPackageGroup",
+    "sagemaker:ListModelPackages",
+)
+READ_ACTIONS = ("sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:ListModelPackages")
 
-    def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Read model versions, their approval status and metrics."""
-        return iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=[
-                "sagemaker:DescribeModelPackage",
-                "sagemaker:DescribeModelPackageGroup",
-                "sagemaker:ListModelPackages",
-            ],
-            resource_arns=[self.group_arn, self.model_packages_arn],
-        )
+
+def registry_arns(scope: Construct, group_name: str) -> tuple[str, str]:
+    """(group ARN, ARN pattern of its model versions) as literals in ``scope``'s stack."""
+    stack = Stack.of(scope)
+    group = stack.format_arn(service="sagemaker", resource="model-package-group", resource_name=group_name)
+    versions = stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{group_name}/*")
+    return group, versions

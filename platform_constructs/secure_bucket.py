@@ -24,9 +24,21 @@ _REPLICATION_REASON = (
 )
 
 
+def make_bucket_name(project: str, environment: str, purpose: str, account: str, region: str) -> str:
+    """``<project>-<env>-<purpose>-<account>-<region>``: unique per account and region, at most 63 characters."""
+    name = f"{project}-{environment}-{purpose}-{account}-{region}"
+    if len(name) > 63:
+        raise ValueError(f"bucket name {name!r} is longer than S3's 63 characters; shorten the project or purpose")
+    return name
+
+
 class SecureBucket(s3.Bucket):
     """A versioned, TLS-only, private bucket with SSE-KMS, access logs and lifecycle rules.
 
+    The name is explicit (see :func:`make_bucket_name`): operators know where to put data, and IAM
+    policies in other stacks name the bucket's ARN as a literal instead of a cross-stack reference.
+
+    ``event_bridge=True`` sends the bucket's object events to EventBridge (retraining triggers).
     Pass ``encryption_key=None`` only for the access-log bucket: S3 server access logging can
     deliver only to buckets encrypted with S3-managed keys. Pass ``access_logs_bucket=None`` only
     for the access-log bucket itself. Outside dev (``retain=True``) the bucket and its objects
@@ -38,12 +50,14 @@ class SecureBucket(s3.Bucket):
         scope: Construct,
         id_: str,
         *,
+        bucket_name: str,
         encryption_key: kms.IKey | None,
         access_logs_bucket: s3.IBucket | None,
         retain: bool,
         noncurrent_version_expiry: Duration,
         incomplete_upload_expiry: Duration | None = None,
         object_expiry: Duration | None = None,
+        event_bridge: bool = False,
     ) -> None:
         lifecycle_rules = [
             s3.LifecycleRule(
@@ -63,6 +77,7 @@ class SecureBucket(s3.Bucket):
         super().__init__(
             scope,
             id_,
+            bucket_name=bucket_name,
             encryption=s3.BucketEncryption.KMS if encryption_key else s3.BucketEncryption.S3_MANAGED,
             encryption_key=encryption_key,
             bucket_key_enabled=encryption_key is not None,
@@ -77,6 +92,11 @@ class SecureBucket(s3.Bucket):
             removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
             auto_delete_objects=not retain,
         )
+        if event_bridge:
+            # S3's native EventBridge delivery (CDK's event_bridge_enabled adds a custom resource).
+            typing.cast(s3.CfnBucket, self.node.default_child).add_property_override(
+                "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+            )
         acknowledge_all(self, _REPLICATION_RULES, _REPLICATION_REASON)
         if access_logs_bucket is None:
             # cdk-nag exempts the log bucket itself; checkov does not.

@@ -109,10 +109,14 @@ def _monitoring_job(where: str, definition: Mapping[str, Any], output_field: str
     )
 
 
-def _pipeline_definition(resource: Resource) -> Mapping[str, Any] | None:
-    """Parse ``PipelineDefinitionBody``; CloudFormation intrinsics inside it become placeholders."""
+def parse_pipeline_definition(resource: Resource) -> Mapping[str, Any] | None:
+    """The pipeline definition of an ``AWS::SageMaker::Pipeline`` resource as data.
+
+    CloudFormation intrinsics inside the body become readable placeholders (``${Role.Arn}``,
+    ``${churn-dev-data:DataKeyArn}``), so the result is plain JSON whatever CDK tokens it held.
+    """
     body = _get(_props(resource), "PipelineDefinition.PipelineDefinitionBody")
-    text = _render_placeholders(body)
+    text = _render(body)
     if text is None:
         return None
     try:
@@ -122,21 +126,34 @@ def _pipeline_definition(resource: Resource) -> Mapping[str, Any] | None:
     return parsed if isinstance(parsed, Mapping) else None
 
 
-def _render_placeholders(value: Any) -> str | None:
+def _render(value: Any) -> str | None:
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping) and "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
-        rendered = [_render_placeholders(part) for part in parts]
-        return str(separator).join(part if part is not None else "{{token}}" for part in rendered)
+        return str(separator).join(part if isinstance(part, str) else _placeholder(part) for part in parts)
     if isinstance(value, Mapping) and "Fn::Sub" in value:
         template = value["Fn::Sub"]
-        return template if isinstance(template, str) else _render_placeholders(template[0])
+        return template if isinstance(template, str) else _render(template[0])
     return None
 
 
+def _placeholder(value: Any) -> str:
+    """A CloudFormation intrinsic inside a JSON string, shown as ``${...}``."""
+    if isinstance(value, Mapping) and "Ref" in value:
+        return "${" + str(value["Ref"]) + "}"
+    if isinstance(value, Mapping) and "Fn::GetAtt" in value:
+        return "${" + ".".join(map(str, value["Fn::GetAtt"])) + "}"
+    if isinstance(value, Mapping) and "Fn::GetStackOutput" in value:
+        output = value["Fn::GetStackOutput"]
+        return "${" + f"{output.get('StackName')}:{output.get('OutputName')}" + "}"
+    if isinstance(value, Mapping) and "Fn::ImportValue" in value:
+        return "${" + str(value["Fn::ImportValue"]) + "}"
+    return "${" + json.dumps(value, sort_keys=True) + "}"
+
+
 def _pipeline_jobs(resource: Resource) -> Iterator[_Job]:
-    definition = _pipeline_definition(resource)
+    definition = parse_pipeline_definition(resource)
     if definition is None:
         return
     steps = list(definition.get("Steps") or [])

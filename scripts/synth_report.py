@@ -52,7 +52,7 @@ def acknowledgments_by_path(root: IConstruct) -> dict[str, list[str]]:
         for entry in construct.node.metadata:
             if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
                 for rule in entry.data:
-                    rule_id = rule.split(_NAMESPACE_SEPARATOR)[-1]
+                    rule_id = rule.partition(_NAMESPACE_SEPARATOR)[2]  # "Annotation::AwsSolutions-S1"
                     if pack_of(rule_id) in OUR_PACKS:  # not CDK's own acknowledgments of its validator
                         found.setdefault(construct.node.path, []).append(rule_id)
     return found

@@ -6,12 +6,13 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from config import EnvironmentConfig
 from platform_constructs.encryption_key import EncryptionKey
 from platform_constructs.model_registry import ModelRegistry
-from platform_constructs.secure_bucket import SecureBucket
+from platform_constructs.secure_bucket import SecureBucket, make_bucket_name
 
 
 class DataStack(Stack):
@@ -54,9 +55,11 @@ class DataStack(Stack):
         )
         self.logs_key.allow_cloudwatch_logs()
 
+        self.project, self.env_name = project, env_config.name
         self.access_logs_bucket = SecureBucket(
             self,
             "AccessLogsBucket",
+            bucket_name=self.bucket_name("access-logs"),
             encryption_key=None,
             access_logs_bucket=None,
             retain=retain,
@@ -65,24 +68,30 @@ class DataStack(Stack):
             object_expiry=Duration.days(days.access_log_expiry_days),
         )
 
-        def bucket(id_: str, key: kms.IKey, expiry_days: int | None = None) -> SecureBucket:
+        def bucket(
+            id_: str, purpose: str, key: kms.IKey, expiry_days: int | None = None, events: bool = False
+        ) -> SecureBucket:
             return SecureBucket(
                 self,
                 id_,
+                bucket_name=self.bucket_name(purpose),
                 encryption_key=key,
                 access_logs_bucket=self.access_logs_bucket,
                 retain=retain,
                 noncurrent_version_expiry=Duration.days(days.noncurrent_version_expiry_days),
                 incomplete_upload_expiry=Duration.days(days.incomplete_upload_expiry_days),
                 object_expiry=Duration.days(expiry_days) if expiry_days else None,
+                event_bridge=events,
             )
 
-        self.raw_bucket = bucket("RawDataBucket", self.data_key)
-        self.processed_bucket = bucket("ProcessedDataBucket", self.data_key)
-        self.feature_store_bucket = bucket("FeatureStoreBucket", self.data_key)
-        self.model_artifacts_bucket = bucket("ModelArtifactsBucket", self.model_key)
-        self.capture_bucket = bucket("DataCaptureBucket", self.data_key, days.capture_expiry_days)
-        self.monitoring_bucket = bucket("MonitoringReportsBucket", self.data_key, days.monitoring_report_expiry_days)
+        self.raw_bucket = bucket("RawDataBucket", "raw", self.data_key, events=True)
+        self.processed_bucket = bucket("ProcessedDataBucket", "processed", self.data_key)
+        self.feature_store_bucket = bucket("FeatureStoreBucket", "features", self.data_key)
+        self.model_artifacts_bucket = bucket("ModelArtifactsBucket", "models", self.model_key)
+        self.capture_bucket = bucket("DataCaptureBucket", "capture", self.data_key, days.capture_expiry_days)
+        self.monitoring_bucket = bucket(
+            "MonitoringReportsBucket", "monitoring", self.data_key, days.monitoring_report_expiry_days
+        )
 
         self.model_registry = ModelRegistry(
             self,
@@ -92,9 +101,22 @@ class DataStack(Stack):
         )
 
         for name, value in (
-            ("RawDataBucketName", self.raw_bucket.bucket_name),
-            ("ModelArtifactsBucketName", self.model_artifacts_bucket.bucket_name),
+            ("RawDataBucketName", self.bucket_name("raw")),
+            ("ModelArtifactsBucketName", self.bucket_name("models")),
             ("ModelPackageGroupName", self.model_registry.group_name),
             ("DataKeyArn", self.data_key.key_arn),
         ):
             CfnOutput(self, name, value=value)
+
+    def bucket_name(self, purpose: str) -> str:
+        return make_bucket_name(self.project, self.env_name, purpose, self.account, self.region)
+
+    def import_bucket(self, scope: Construct, purpose: str, key: kms.IKey | None) -> s3.IBucket:
+        """This environment's bucket for ``purpose``, referenced by its literal name from ``scope``
+        (another stack): IAM statements then name the bucket's ARN, not a cross-stack token."""
+        return s3.Bucket.from_bucket_attributes(
+            scope,
+            f"{purpose.title().replace('-', '')}Bucket",
+            bucket_name=self.bucket_name(purpose),
+            encryption_key=key,
+        )

@@ -9,6 +9,7 @@ from config import EnvironmentConfig, PlatformConfig
 from policy.cdk_providers import AcceptCdkProviderFindings
 from stacks.data_stack import DataStack
 from stacks.network_stack import NetworkStack
+from stacks.training_stack import TrainingStack
 
 
 class PlatformStage(Stage):
@@ -35,6 +36,18 @@ class PlatformStage(Stage):
             logs_key=self.data.logs_key,
             stack_name=f"{prefix}-network",
             description=f"ML platform {env_config.name}: isolated VPC, endpoints, flow logs, security groups",
+            termination_protection=protect,
+        )
+
+        self.training = TrainingStack(
+            self,
+            "Training",
+            env_config=env_config,
+            project=config.project,
+            data=self.data,
+            network=self.network.network,
+            stack_name=f"{prefix}-training",
+            description=f"ML platform {env_config.name}: SageMaker training pipeline, job roles, retraining triggers",
             termination_protection=protect,
         )
 

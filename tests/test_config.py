@@ -239,3 +239,39 @@ def test_app_refuses_an_unknown_environment_before_synth(tmp_path: Path) -> None
     assert "Configuration error: env = 'qa': unknown environment; choose one of dev, staging, prod" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.glob("*.template.json"))
+
+
+@pytest.mark.parametrize(
+    ("training", "field", "message"),
+    [
+        ({"instance_type": "ml.m5.xlarge", "device": "cuda"}, "device", "ml.m5.xlarge has no GPU"),
+        ({"instance_type": "ml.g5.2xlarge", "device": "cpu"}, "device", "is a GPU instance"),
+        (
+            {"max_runtime_seconds": 7200, "max_wait_seconds": 3600},
+            "max_wait_seconds",
+            "must be at least max_runtime_seconds",
+        ),
+        ({"schedule": "every monday"}, "schedule", "cron(...) or rate(...)"),
+        ({"auc_threshold": 0.4}, "auc_threshold", "at least 0.5"),
+        (
+            {"tuning": {"enabled": True, "max_jobs": 4, "max_parallel_jobs": 8}},
+            "tuning.max_parallel_jobs",
+            "max_jobs (4)",
+        ),
+    ],
+)
+def test_bad_training_settings(raw: dict[str, Any], training: dict[str, Any], field: str, message: str) -> None:
+    env(raw, "dev")["training"].update(training)
+    error = error_of(raw)
+    assert error.field_path == f"environments[0].training.{field}"
+    assert message in str(error)
+
+
+def test_every_known_region_has_the_images_the_platform_pulls() -> None:
+    from config.settings import KNOWN_REGIONS
+    from platform_constructs.images import model_monitor_image, xgboost_image
+
+    for region in KNOWN_REGIONS:
+        assert xgboost_image(region, "training").endswith("/sagemaker-xgboost:3.2-0")
+        assert xgboost_image(region, "inference").startswith(xgboost_image(region).split(".")[0])
+        assert model_monitor_image(region).endswith("/sagemaker-model-monitor-analyzer:latest")

@@ -16,7 +16,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from tests.conftest import Synthesized
 
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
-STACKS = [f"{stage}/{stack}" for stage in ("Dev", "Staging", "Prod") for stack in ("Data", "Network")]
+STACKS = [f"{stage}/{stack}" for stage in ("Dev", "Staging", "Prod") for stack in ("Data", "Network", "Training")]
 
 
 def scrub(value: Any) -> Any:

@@ -1,0 +1,471 @@
+"""The SageMaker Pipeline definition of the training workflow, written as data, offline.
+
+Preprocess -> Train (or Tune) -> Evaluate -> CheckAuc -> [DataQualityBaseline -> RegisterModel]
+                                                      else [AucBelowThreshold (Fail)]
+
+The definition is the JSON the SageMaker Pipelines service executes (version 2020-12-01). Its step
+arguments are the CreateProcessingJob / CreateTrainingJob / CreateHyperParameterTuningJob /
+CreateModelPackage requests; ``tests/test_training_pipeline.py`` validates them against botocore's
+SageMaker API model. Building it here, instead of with the SageMaker Python SDK, keeps synth offline
+and deterministic: no role validation over the network, no code upload at definition time.
+
+Values may be CDK tokens (bucket names, role ARNs, subnet IDs); the caller serializes the result
+with ``Stack.to_json_string``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from config import TrainingSettings
+
+PIPELINE_FORMAT_VERSION = "2020-12-01"
+PROCESSING = "/opt/ml/processing"
+AUC_PATH = "binary_classification_metrics.auc.value"
+FEATURE_SHARDS = 4  # files per training split: at least the largest instance count we expect
+
+# Read from the training log: XGBoost's per-round evaluation lines and train.py's [final] line.
+METRIC_DEFINITIONS = [
+    {"Name": f"{split}:{metric}", "Regex": rf"{split}-{metric}:([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"}
+    for split, metric in (
+        ("train", "auc"),
+        ("train", "logloss"),
+        ("validation", "auc"),
+        ("validation", "logloss"),
+        ("validation", "accuracy"),
+        ("validation", "f1"),
+    )
+]
+OBJECTIVE_METRIC = "validation:auc"
+
+STATIC_HYPERPARAMETERS = {
+    "num_round": 500,
+    "early_stopping_rounds": 30,
+    "eval_metric": "auc,logloss",
+    "tree_method": "hist",
+    "checkpoint_frequency": 10,
+    "nthread": 0,
+    "seed": 42,
+}
+DEFAULT_TUNED_VALUES = {"max_depth": 6, "eta": 0.1, "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 1}
+TUNING_RANGES = {
+    "ContinuousParameterRanges": [
+        {"Name": "eta", "MinValue": "0.02", "MaxValue": "0.3", "ScalingType": "Logarithmic"},
+        {"Name": "subsample", "MinValue": "0.6", "MaxValue": "1.0", "ScalingType": "Linear"},
+        {"Name": "colsample_bytree", "MinValue": "0.5", "MaxValue": "1.0", "ScalingType": "Linear"},
+        {"Name": "min_child_weight", "MinValue": "1", "MaxValue": "10", "ScalingType": "Linear"},
+    ],
+    "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "3", "MaxValue": "10", "ScalingType": "Auto"}],
+}
+RETRY_ON_CAPACITY = [
+    {
+        "ExceptionType": ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR", "SageMaker.RESOURCE_LIMIT"],
+        "IntervalSeconds": 60,
+        "BackoffRate": 2.0,
+        "MaxAttempts": 3,
+    }
+]
+
+
+@dataclass(frozen=True)
+class PipelineInputs:
+    """Everything the definition refers to; values may be CDK tokens."""
+
+    region: str
+    settings: TrainingSettings
+    training_image: str
+    monitor_image: str
+    serving_image: str
+    code_uri: str  # s3:// URI of sourcedir.tar.gz
+    code_file: str  # its object name, as it lands in the code input folder
+    raw_data_uri: str
+    processed_uri: str  # s3:// prefix for splits and evaluations
+    model_artifacts_uri: str
+    checkpoints_uri: str
+    baselines_uri: str
+    processing_role_arn: str
+    training_role_arn: str
+    baseline_role_arn: str
+    data_key_arn: str
+    model_key_arn: str
+    subnet_ids: list[str]
+    security_group_ids: list[str]
+    model_package_group_name: str
+
+
+def get(path: str) -> dict[str, str]:
+    return {"Get": path}
+
+
+def join(*values: Any, on: str = "/") -> dict[str, Any]:
+    return {"Std:Join": {"On": on, "Values": list(values)}}
+
+
+EXECUTION_ID = get("Execution.PipelineExecutionId")
+
+
+def _parameters(inputs: PipelineInputs) -> list[dict[str, Any]]:
+    s = inputs.settings
+    return [
+        {"Name": "InputDataUri", "Type": "String", "DefaultValue": inputs.raw_data_uri},
+        {"Name": "ProcessingInstanceType", "Type": "String", "DefaultValue": s.processing_instance_type},
+        {"Name": "TrainingInstanceType", "Type": "String", "DefaultValue": s.instance_type},
+        {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": s.instance_count},
+        {"Name": "AucThreshold", "Type": "Float", "DefaultValue": s.auc_threshold},
+        {"Name": "MaxRuntimeSeconds", "Type": "Integer", "DefaultValue": s.max_runtime_seconds},
+        *([{"Name": "MaxWaitSeconds", "Type": "Integer", "DefaultValue": s.max_wait_seconds}] if s.use_spot else []),
+        {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": "PendingManualApproval"},
+    ]
+
+
+def _network(inputs: PipelineInputs) -> dict[str, Any]:
+    return {"Subnets": inputs.subnet_ids, "SecurityGroupIds": inputs.security_group_ids}
+
+
+def _processing_input(name: str, uri: Any, local: str) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "AppManaged": False,
+        "S3Input": {
+            "S3Uri": uri,
+            "LocalPath": local,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        },
+    }
+
+
+def _processing_output(name: str, uri: Any, local: str) -> dict[str, Any]:
+    return {
+        "OutputName": name,
+        "AppManaged": False,
+        "S3Output": {"S3Uri": uri, "LocalPath": local, "S3UploadMode": "EndOfJob"},
+    }
+
+
+def _processing_job(
+    inputs: PipelineInputs,
+    *,
+    image: str,
+    role_arn: str,
+    job_inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    entrypoint: list[str] | None = None,
+    arguments: list[str] | None = None,
+    environment: dict[str, str] | None = None,
+    max_runtime: int = 3600,
+) -> dict[str, Any]:
+    app: dict[str, Any] = {"ImageUri": image}
+    if entrypoint:
+        app["ContainerEntrypoint"] = entrypoint
+    if arguments:
+        app["ContainerArguments"] = arguments
+    job: dict[str, Any] = {
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceType": get("Parameters.ProcessingInstanceType"),
+                "InstanceCount": 1,
+                "VolumeSizeInGB": inputs.settings.volume_size_gb,
+                "VolumeKmsKeyId": inputs.data_key_arn,
+            }
+        },
+        "AppSpecification": app,
+        "RoleArn": role_arn,
+        "ProcessingInputs": job_inputs,
+        "ProcessingOutputConfig": {"Outputs": outputs, "KmsKeyId": inputs.data_key_arn},
+        "NetworkConfig": {
+            "EnableNetworkIsolation": True,
+            "EnableInterContainerTrafficEncryption": True,
+            "VpcConfig": _network(inputs),
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime},
+    }
+    if environment:
+        job["Environment"] = environment
+    return job
+
+
+def _script(name: str) -> list[str]:
+    """Unpack the code bundle and run one of its scripts; SageMaker appends ContainerArguments."""
+    command = (
+        f"mkdir -p {PROCESSING}/code && tar -xzf {PROCESSING}/input/code/*.gz -C {PROCESSING}/code "
+        f'&& exec python3 {PROCESSING}/code/{name}.py "$@"'
+    )
+    return ["/bin/bash", "-c", command, name]
+
+
+def _output_uri(inputs: PipelineInputs, name: str) -> dict[str, Any]:
+    return join(inputs.processed_uri, EXECUTION_ID, name)
+
+
+def _preprocess(inputs: PipelineInputs) -> dict[str, Any]:
+    return {
+        "Name": "Preprocess",
+        "Type": "Processing",
+        "Arguments": _processing_job(
+            inputs,
+            image=inputs.training_image,
+            role_arn=inputs.processing_role_arn,
+            entrypoint=_script("preprocess"),
+            arguments=["--shards", str(FEATURE_SHARDS)],
+            job_inputs=[
+                _processing_input("code", inputs.code_uri, f"{PROCESSING}/input/code"),
+                _processing_input("raw", get("Parameters.InputDataUri"), f"{PROCESSING}/input/raw"),
+            ],
+            outputs=[
+                _processing_output(name, _output_uri(inputs, name), f"{PROCESSING}/output/{name}")
+                for name in ("train", "validation", "test", "baseline")
+            ],
+        ),
+        "RetryPolicies": RETRY_ON_CAPACITY,
+    }
+
+
+def _split_uri(name: str) -> dict[str, str]:
+    return get(f"Steps.Preprocess.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri")
+
+
+def _channel(name: str, uri: Any, *, sharded: bool, content_type: str = "text/csv") -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "ShardedByS3Key" if sharded else "FullyReplicated",
+            }
+        },
+        "ContentType": content_type,
+        "InputMode": "File",
+    }
+
+
+def _hyperparameters(inputs: PipelineInputs, *, tuned: bool) -> dict[str, str]:
+    values: dict[str, Any] = {**STATIC_HYPERPARAMETERS, "device": inputs.settings.device}
+    if not tuned:
+        values.update(DEFAULT_TUNED_VALUES)
+    # Script mode: the framework container unpacks and runs the code from the "code" channel
+    # (network isolation keeps it from fetching anything itself). Values are JSON, as the SDK writes them.
+    framework = {
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": f"/opt/ml/input/data/code/{inputs.code_file}",
+        "sagemaker_container_log_level": 20,
+        "sagemaker_region": inputs.region,
+    }
+    return {name: json.dumps(value) for name, value in sorted({**values, **framework}.items())}
+
+
+def _training_definition(inputs: PipelineInputs) -> dict[str, Any]:
+    """The fields a training job and a tuning job's training definition share."""
+    s = inputs.settings
+    stopping: dict[str, Any] = {"MaxRuntimeInSeconds": get("Parameters.MaxRuntimeSeconds")}
+    definition: dict[str, Any] = {
+        "RoleArn": inputs.training_role_arn,
+        "InputDataConfig": [
+            _channel("train", _split_uri("train"), sharded=True),
+            _channel("validation", _split_uri("validation"), sharded=True),
+            _channel("code", inputs.code_uri, sharded=False, content_type="application/x-gzip"),
+        ],
+        "OutputDataConfig": {"S3OutputPath": inputs.model_artifacts_uri, "KmsKeyId": inputs.model_key_arn},
+        "ResourceConfig": {
+            "InstanceType": get("Parameters.TrainingInstanceType"),
+            "InstanceCount": get("Parameters.TrainingInstanceCount"),
+            "VolumeSizeInGB": s.volume_size_gb,
+            "VolumeKmsKeyId": inputs.model_key_arn,
+        },
+        "StoppingCondition": stopping,
+        "VpcConfig": {"Subnets": inputs.subnet_ids, "SecurityGroupIds": inputs.security_group_ids},
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "EnableManagedSpotTraining": s.use_spot,
+    }
+    if s.use_spot:
+        stopping["MaxWaitTimeInSeconds"] = get("Parameters.MaxWaitSeconds")
+        definition["CheckpointConfig"] = {
+            "S3Uri": join(inputs.checkpoints_uri, EXECUTION_ID),
+            "LocalPath": "/opt/ml/checkpoints",
+        }
+    return definition
+
+
+def _algorithm(inputs: PipelineInputs) -> dict[str, Any]:
+    return {
+        "TrainingImage": inputs.training_image,
+        "TrainingInputMode": "File",
+        "MetricDefinitions": METRIC_DEFINITIONS,
+    }
+
+
+def _train(inputs: PipelineInputs) -> tuple[dict[str, Any], Any]:
+    """The Train or Tune step and the S3 URI of the model it produces."""
+    definition = _training_definition(inputs)
+    if not inputs.settings.tuning.enabled:
+        step = {
+            "Name": "Train",
+            "Type": "Training",
+            "Arguments": {
+                # Time-series metrics exist for training jobs only (not in a tuning job's definition).
+                "AlgorithmSpecification": {**_algorithm(inputs), "EnableSageMakerMetricsTimeSeries": True},
+                "HyperParameters": _hyperparameters(inputs, tuned=False),
+                **definition,
+            },
+            "RetryPolicies": RETRY_ON_CAPACITY,
+        }
+        return step, get("Steps.Train.ModelArtifacts.S3ModelArtifacts")
+    tuning = inputs.settings.tuning
+    step = {
+        "Name": "Tune",
+        "Type": "Tuning",
+        "Arguments": {
+            "HyperParameterTuningJobConfig": {
+                "Strategy": "Bayesian",
+                "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": OBJECTIVE_METRIC},
+                "ResourceLimits": {
+                    "MaxNumberOfTrainingJobs": tuning.max_jobs,
+                    "MaxParallelTrainingJobs": tuning.max_parallel_jobs,
+                },
+                "ParameterRanges": TUNING_RANGES,
+                "TrainingJobEarlyStoppingType": "Auto",
+            },
+            "TrainingJobDefinition": {
+                "AlgorithmSpecification": _algorithm(inputs),
+                "StaticHyperParameters": _hyperparameters(inputs, tuned=True),
+                **definition,
+            },
+        },
+        "RetryPolicies": RETRY_ON_CAPACITY,
+    }
+    best_model = join(
+        inputs.model_artifacts_uri, get("Steps.Tune.BestTrainingJob.TrainingJobName"), "output", "model.tar.gz"
+    )
+    return step, best_model
+
+
+def _evaluate(inputs: PipelineInputs, model_uri: Any, after: str) -> dict[str, Any]:
+    return {
+        "Name": "Evaluate",
+        "Type": "Processing",
+        "DependsOn": [after],
+        "Arguments": _processing_job(
+            inputs,
+            image=inputs.training_image,
+            role_arn=inputs.processing_role_arn,
+            entrypoint=_script("evaluate"),
+            job_inputs=[
+                _processing_input("code", inputs.code_uri, f"{PROCESSING}/input/code"),
+                _processing_input("model", model_uri, f"{PROCESSING}/input/model"),
+                _processing_input("test", _split_uri("test"), f"{PROCESSING}/input/test"),
+            ],
+            outputs=[
+                _processing_output("evaluation", _output_uri(inputs, "evaluation"), f"{PROCESSING}/output/evaluation")
+            ],
+        ),
+        "PropertyFiles": [
+            {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
+        ],
+        "RetryPolicies": RETRY_ON_CAPACITY,
+    }
+
+
+def _test_auc() -> dict[str, Any]:
+    return {"Std:JsonGet": {"PropertyFile": get("Steps.Evaluate.PropertyFiles.EvaluationReport"), "Path": AUC_PATH}}
+
+
+def _baseline(inputs: PipelineInputs) -> dict[str, Any]:
+    local_input = f"{PROCESSING}/input/baseline_dataset_input"
+    return {
+        "Name": "DataQualityBaseline",
+        "Type": "Processing",
+        "Arguments": _processing_job(
+            inputs,
+            image=inputs.monitor_image,
+            role_arn=inputs.baseline_role_arn,
+            job_inputs=[_processing_input("baseline_dataset_input", _split_uri("baseline"), local_input)],
+            outputs=[
+                _processing_output(
+                    "monitoring_output", join(inputs.baselines_uri, EXECUTION_ID), f"{PROCESSING}/output"
+                )
+            ],
+            environment={
+                "dataset_format": json.dumps({"csv": {"header": True, "output_columns_position": "START"}}),
+                "dataset_source": local_input,
+                "output_path": f"{PROCESSING}/output",
+                "publish_cloudwatch_metrics": "Disabled",
+            },
+        ),
+        "RetryPolicies": RETRY_ON_CAPACITY,
+    }
+
+
+def _register(inputs: PipelineInputs, model_uri: Any) -> dict[str, Any]:
+    evaluation = join(
+        get("Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"), "evaluation.json"
+    )
+    baseline = get("Steps.DataQualityBaseline.ProcessingOutputConfig.Outputs['monitoring_output'].S3Output.S3Uri")
+    serving_types = sorted({"ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c5.2xlarge"})
+    return {
+        "Name": "RegisterModel",
+        "Type": "RegisterModel",
+        "DependsOn": ["DataQualityBaseline"],
+        "Arguments": {
+            "ModelPackageGroupName": inputs.model_package_group_name,
+            "ModelPackageDescription": "Churn XGBoost model trained and evaluated by the training pipeline",
+            "ModelApprovalStatus": get("Parameters.ModelApprovalStatus"),
+            "InferenceSpecification": {
+                "Containers": [{"Image": inputs.serving_image, "ModelDataUrl": model_uri, "Framework": "XGBOOST"}],
+                "SupportedContentTypes": ["text/csv", "application/json"],
+                "SupportedResponseMIMETypes": ["text/csv", "application/json", "application/jsonlines"],
+                "SupportedRealtimeInferenceInstanceTypes": serving_types,
+                "SupportedTransformInstanceTypes": serving_types,
+            },
+            "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation}}},
+            "DriftCheckBaselines": {
+                "ModelDataQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": join(baseline, "statistics.json")},
+                    "Constraints": {"ContentType": "application/json", "S3Uri": join(baseline, "constraints.json")},
+                }
+            },
+            "CustomerMetadataProperties": {"PipelineExecutionArn": get("Execution.PipelineExecutionArn")},
+        },
+    }
+
+
+def _fail() -> dict[str, Any]:
+    message = join(
+        "Test AUC",
+        _test_auc(),
+        "is below the threshold",
+        get("Parameters.AucThreshold"),
+        "- nothing was registered.",
+        on=" ",
+    )
+    return {"Name": "AucBelowThreshold", "Type": "Fail", "Arguments": {"ErrorMessage": message}}
+
+
+def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
+    """The whole pipeline definition (a JSON-ready dict, possibly holding CDK tokens)."""
+    train, model_uri = _train(inputs)
+    check = {
+        "Name": "CheckAuc",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [
+                {"Type": "GreaterThanOrEqualTo", "LeftValue": _test_auc(), "RightValue": get("Parameters.AucThreshold")}
+            ],
+            "IfSteps": [_baseline(inputs), _register(inputs, model_uri)],
+            "ElseSteps": [_fail()],
+        },
+    }
+    return {
+        "Version": PIPELINE_FORMAT_VERSION,
+        "Metadata": {},
+        "Parameters": _parameters(inputs),
+        "PipelineExperimentConfig": {
+            "ExperimentName": get("Execution.PipelineName"),
+            "TrialName": get("Execution.PipelineExecutionId"),
+        },
+        "Steps": [_preprocess(inputs), train, _evaluate(inputs, model_uri, train["Name"]), check],
+    }

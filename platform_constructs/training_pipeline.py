@@ -1,0 +1,281 @@
+"""The SageMaker Pipeline that trains, evaluates, baselines and registers the churn model."""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from config import TrainingSettings
+from platform_constructs.code_bundle import training_code_bundle
+from platform_constructs.execution_role import ServiceRole
+from platform_constructs.images import model_monitor_image, xgboost_image
+from platform_constructs.model_registry import REGISTER_ACTIONS, registry_arns
+from platform_constructs.pipeline_definition import PipelineInputs, build_definition
+from platform_constructs.sagemaker_guardrails import SageMakerGuardrails
+from policy.acknowledge import acknowledge
+
+PIPELINE_PREFIX = "pipelines/"
+CHECKPOINT_PREFIX = "checkpoints/"
+BASELINE_PREFIX = "baselines/"
+SAGEMAKER = iam.ServicePrincipal("sagemaker.amazonaws.com")
+PREFIX_REASON = (
+    "Jobs read and write many objects under one prefix of a platform bucket, with keys generated per "
+    "execution; the prefix is the unit of access."
+)
+RAW_DATA_REASON = (
+    "Preprocessing reads whatever raw data the execution's InputDataUri names inside the raw bucket; "
+    "the bucket holds nothing else."
+)
+
+
+class TrainingPipeline(Construct):
+    """A ``CfnPipeline`` with one least-privilege role per job type and the deny guardrails.
+
+    Roles: ``PipelineRole`` (SageMaker Pipelines starts the jobs and registers the model; it may
+    pass only the three job roles), ``ProcessingRole`` (preprocess, evaluate), ``TrainingRole``
+    (training and tuning jobs) and ``BaselineRole`` (the Model Monitor data-quality baseline). Every
+    job runs in the isolated subnets with the job security group, network-isolated, with encrypted
+    inter-container traffic and KMS-encrypted volumes and outputs.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        pipeline_name: str,
+        settings: TrainingSettings,
+        raw_bucket: s3.IBucket,
+        processed_bucket: s3.IBucket,
+        model_artifacts_bucket: s3.IBucket,
+        monitoring_bucket: s3.IBucket,
+        data_key: kms.IKey,
+        model_key: kms.IKey,
+        model_package_group_name: str,
+        vpc: ec2.IVpc,
+        subnets: ec2.SelectedSubnets,
+        security_group: ec2.ISecurityGroup,
+        serving_image_uri: str | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        stack = Stack.of(self)
+        region = stack.region
+        self.pipeline_name = pipeline_name
+        self.code = s3_assets.Asset(self, "TrainingCode", path=str(training_code_bundle()))
+        job_network = JobNetworkPolicy(
+            self, "JobNetworkPolicy", vpc=vpc, subnets=subnets, security_group=security_group
+        )
+        self.guardrails = SageMakerGuardrails(
+            self, "Guardrails", volume_keys=[data_key, model_key], output_keys=[data_key, model_key]
+        )
+
+        def job_role(id_: str, description: str) -> ServiceRole:
+            role = ServiceRole(self, id_, assumed_by=SAGEMAKER, description=description, managed_policies=[job_network])
+            self.guardrails.attach_to(role.role)
+            role.read_object(self.code.bucket, self.code.s3_object_key)
+            return role
+
+        self.processing_role = job_role("ProcessingRole", "SageMaker processing jobs of the training pipeline")
+        self.processing_role.read_objects(raw_bucket, "", reason=RAW_DATA_REASON)
+        self.processing_role.read_objects(processed_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+        self.processing_role.write_objects(processed_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+        self.processing_role.read_objects(model_artifacts_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+
+        self.training_role = job_role("TrainingRole", "SageMaker training and tuning jobs of the training pipeline")
+        self.training_role.read_objects(processed_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+        self.training_role.write_objects(model_artifacts_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+        self.training_role.read_objects(model_artifacts_bucket, CHECKPOINT_PREFIX, reason=PREFIX_REASON)
+        self.training_role.write_objects(model_artifacts_bucket, CHECKPOINT_PREFIX, reason=PREFIX_REASON)
+
+        self.baseline_role = job_role(
+            "BaselineRole", "Model Monitor data-quality baseline job of the training pipeline"
+        )
+        self.baseline_role.read_objects(processed_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+        self.baseline_role.write_objects(monitoring_bucket, BASELINE_PREFIX, reason=PREFIX_REASON)
+
+        self.pipeline_role = ServiceRole(
+            self, "PipelineRole", assumed_by=SAGEMAKER, description="SageMaker Pipelines: runs the training pipeline"
+        )
+        self.guardrails.attach_to(self.pipeline_role.role)
+        self._allow_pipeline_to_run_jobs(stack, model_package_group_name)
+        # The pipeline reads evaluation.json (property file) and checks the model it registers.
+        self.pipeline_role.read_objects(processed_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+        self.pipeline_role.read_objects(model_artifacts_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+
+        def uri(bucket: s3.IBucket, prefix: str) -> str:
+            return f"s3://{bucket.bucket_name}/{prefix}"
+
+        inputs = PipelineInputs(
+            region=region,
+            settings=settings,
+            training_image=xgboost_image(region, "training"),
+            monitor_image=model_monitor_image(region),
+            serving_image=serving_image_uri or xgboost_image(region, "inference"),
+            code_uri=self.code.s3_object_url,
+            code_file=self.code.s3_object_key,
+            raw_data_uri=uri(raw_bucket, "churn/"),
+            processed_uri=uri(processed_bucket, PIPELINE_PREFIX + pipeline_name).rstrip("/"),
+            model_artifacts_uri=uri(model_artifacts_bucket, PIPELINE_PREFIX + pipeline_name).rstrip("/"),
+            checkpoints_uri=uri(model_artifacts_bucket, CHECKPOINT_PREFIX + pipeline_name).rstrip("/"),
+            baselines_uri=uri(monitoring_bucket, BASELINE_PREFIX + pipeline_name).rstrip("/"),
+            processing_role_arn=self.processing_role.role_arn,
+            training_role_arn=self.training_role.role_arn,
+            baseline_role_arn=self.baseline_role.role_arn,
+            data_key_arn=data_key.key_arn,
+            model_key_arn=model_key.key_arn,
+            subnet_ids=list(subnets.subnet_ids),
+            security_group_ids=[security_group.security_group_id],
+            model_package_group_name=model_package_group_name,
+        )
+        self.definition = build_definition(inputs)
+        self.pipeline = sagemaker.CfnPipeline(
+            self,
+            "Pipeline",
+            pipeline_name=pipeline_name,
+            pipeline_display_name=pipeline_name,
+            pipeline_description="Churn model: preprocess, train or tune, evaluate, AUC gate, baseline, register",
+            role_arn=self.pipeline_role.role_arn,
+            pipeline_definition={"PipelineDefinitionBody": stack.to_json_string(self.definition)},
+            # A plain mapping: the L1 property class renders this key in camelCase, which CloudFormation rejects.
+            parallelism_configuration={"MaxParallelExecutionSteps": 4},
+        )
+        # The pipeline may start only once its role's permissions exist.
+        self.pipeline.node.add_dependency(self.pipeline_role.policy)
+        self.pipeline_arn = stack.format_arn(service="sagemaker", resource="pipeline", resource_name=pipeline_name)
+
+    def _allow_pipeline_to_run_jobs(self, stack: Stack, model_package_group_name: str) -> None:
+        def arn(resource: str) -> str:
+            return stack.format_arn(service="sagemaker", resource=resource, resource_name="*")
+
+        role = self.pipeline_role
+        role.allow(
+            [
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:StopProcessingJob",
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:CreateHyperParameterTuningJob",
+                "sagemaker:DescribeHyperParameterTuningJob",
+                "sagemaker:StopHyperParameterTuningJob",
+                "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                "sagemaker:AddTags",
+            ],
+            [arn("processing-job"), arn("training-job"), arn("hyper-parameter-tuning-job")],
+            wildcard_reason="Pipeline executions name their jobs at run time; the statement covers processing, "
+            "training and tuning jobs of this account and region only, and the guardrails deny unsafe ones.",
+        )
+        group_arn, versions_arn = registry_arns(self, model_package_group_name)
+        role.allow(
+            REGISTER_ACTIONS,
+            [group_arn, versions_arn],
+            wildcard_reason="Every registration creates a new model version ARN (<group>/<version>); "
+            "the statement covers versions of this environment's group only.",
+        )
+        role.allow(
+            ["iam:PassRole"],
+            [self.processing_role.role_arn, self.training_role.role_arn, self.baseline_role.role_arn],
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        )
+
+    def grant_start(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Start executions of this pipeline (schedules, event rules, operators)."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=["sagemaker:StartPipelineExecution"], resource_arns=[self.pipeline_arn]
+        )
+
+
+class JobNetworkPolicy(iam.ManagedPolicy):
+    """What every SageMaker job role needs to run in the VPC and to log: ENIs in the platform's
+    subnets with its job security group, CloudWatch Logs and metrics under /aws/sagemaker."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SelectedSubnets,
+        security_group: ec2.ISecurityGroup,
+    ) -> None:
+        super().__init__(scope, id_, description="SageMaker jobs in the platform VPC: network interfaces and logs")
+        stack = Stack.of(self)
+
+        def ec2_arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
+
+        self.add_statements(
+            iam.PolicyStatement(
+                sid="DescribeNetwork",
+                actions=[
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                ],
+                resources=["*"],  # EC2 Describe calls support no resource-level permissions
+            ),
+            iam.PolicyStatement(
+                sid="CreateInterfacesInPlatformSubnets",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[
+                    *(ec2_arn("subnet", subnet_id) for subnet_id in subnets.subnet_ids),
+                    ec2_arn("security-group", security_group.security_group_id),
+                    ec2_arn("network-interface", "*"),
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ManageInterfacesInPlatformVpc",
+                actions=[
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                ],
+                resources=[ec2_arn("network-interface", "*")],
+                conditions={"ArnEquals": {"ec2:Vpc": ec2_arn("vpc", vpc.vpc_id)}},
+            ),
+            iam.PolicyStatement(
+                sid="JobLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[
+                    stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="/aws/sagemaker/*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="JobMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],  # PutMetricData has no resources; the namespace condition scopes it
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            ),
+        )
+        acknowledge(
+            self,
+            "AwsSolutions-IAM5[Resource::*]",
+            "EC2 Describe calls and PutMetricData support no resource-level permissions; metrics are limited "
+            "to the /aws/sagemaker namespaces by condition.",
+        )
+        acknowledge(
+            self,
+            f"AwsSolutions-IAM5[Resource::{ec2_arn('network-interface', '*')}]",
+            "SageMaker creates the job's network interfaces at run time, so their IDs are unknown; creation is "
+            "limited to the platform's subnets and security group, changes to interfaces in its VPC.",
+        )
+        acknowledge(
+            self,
+            f"AwsSolutions-IAM5[Resource::{stack.format_arn(service='logs', resource='log-group', resource_name='/aws/sagemaker/*', arn_format=ArnFormat.COLON_RESOURCE_NAME)}]",
+            "SageMaker writes each job's logs to log groups and streams it names under /aws/sagemaker; "
+            "nothing outside that path.",
+        )

@@ -1,0 +1,64 @@
+"""The training workflow of one environment: the SageMaker Pipeline and what starts it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from config import EnvironmentConfig
+from platform_constructs.isolated_network import IsolatedNetwork
+from platform_constructs.retraining_triggers import RetrainingTriggers
+from platform_constructs.training_pipeline import TrainingPipeline
+from stacks.data_stack import DataStack
+
+RAW_PREFIX = "churn/"
+
+
+class TrainingStack(Stack):
+    """Training pipeline (processing, training or tuning, evaluation, AUC gate, baseline, registry)
+    with its job roles, started weekly or monthly by a schedule and whenever raw data arrives."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        env_config: EnvironmentConfig,
+        project: str,
+        data: DataStack,
+        network: IsolatedNetwork,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        name = f"{project}-{env_config.name}-training"
+        self.pipeline = TrainingPipeline(
+            self,
+            "TrainingPipeline",
+            pipeline_name=name,
+            settings=env_config.training,
+            raw_bucket=data.import_bucket(self, "raw", data.data_key),
+            processed_bucket=data.import_bucket(self, "processed", data.data_key),
+            model_artifacts_bucket=data.import_bucket(self, "models", data.model_key),
+            monitoring_bucket=data.import_bucket(self, "monitoring", data.data_key),
+            data_key=data.data_key,
+            model_key=data.model_key,
+            model_package_group_name=data.model_registry.group_name,
+            vpc=network.vpc,
+            subnets=network.selected_subnets,
+            security_group=network.job_security_group,
+        )
+        self.triggers = RetrainingTriggers(
+            self,
+            "RetrainingTriggers",
+            pipeline_arn=self.pipeline.pipeline_arn,
+            pipeline_name=name,
+            schedule=env_config.training.schedule,
+            timezone=env_config.training.schedule_timezone,
+            raw_bucket_name=data.bucket_name("raw"),
+            raw_prefix=RAW_PREFIX,
+        )
+        self.triggers.node.add_dependency(self.pipeline.pipeline)
+        self.add_stack_dependency(data)
+        CfnOutput(self, "PipelineName", value=name)
