@@ -13,6 +13,7 @@ Every problem raises :class:`training_env.DataError` naming the file, the row an
 from __future__ import annotations
 
 import gzip
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,12 +313,12 @@ def _read_training_csv(path: Path, schema: FeatureSchema, source: str) -> NDArra
             f"{source}: line {line} has {int(fields[line - 1])} columns; expected {expected} "
             f"({', '.join(schema.training_columns)})"
         )
-    try:
+    try:  # parse the bytes already in memory; the file is not read twice
         frame = pd.read_csv(
-            path, header=None, dtype=np.float32, skip_blank_lines=True, na_values=[""], keep_default_na=False
+            io.BytesIO(raw), header=None, dtype=np.float32, skip_blank_lines=True, na_values=[""], keep_default_na=False
         )
     except ValueError:
-        frame = pd.read_csv(path, header=None, dtype=str, skip_blank_lines=True, keep_default_na=False)
+        frame = pd.read_csv(io.BytesIO(raw), header=None, dtype=str, skip_blank_lines=True, keep_default_na=False)
         for index, name in enumerate(schema.training_columns):
             text = frame[index].str.strip()
             converted = pd.to_numeric(text.where(text != ""), errors="coerce")

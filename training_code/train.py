@@ -6,8 +6,10 @@
   CSV without header (label first) or Parquet, as preprocess.py writes them.
 - Model: ``xgboost-model`` in ``SM_MODEL_DIR``, cut at the best round, with the schema's feature
   names, which the serving container loads as is.
-- Metrics: XGBoost's evaluation log (``[12]	train-auc:0.91	validation-auc:0.86``) and a last line
-  ``[final]`` with the best round's values; the pipeline's metric definitions read both.
+- Metrics: XGBoost's evaluation log of the validation set (``[12]	validation-auc:0.86``) and a last
+  line ``[final]`` with the best round's validation and training values; the pipeline's metric
+  definitions read both. (The training set is evaluated once: every round would cost more than
+  the boosting.)
 - Checkpoints: every ``checkpoint_frequency`` rounds to ``/opt/ml/checkpoints`` (written
   atomically); a restarted job (managed spot interruption) resumes from the newest one.
 - GPU: ``device=auto`` trains on CUDA when the instance has a GPU (``SM_NUM_GPUS``), else on CPU.
@@ -252,14 +254,27 @@ def collective_context() -> Iterator[tuple[int, int]]:
 # --- training -------------------------------------------------------------------------------------
 
 
-def validation_metrics(
-    booster: xgb.Booster, dvalid: xgb.DMatrix, features: NDArray[Any], labels: NDArray[Any], world: int
+def final_metrics(
+    booster: xgb.Booster,
+    dtrain: xgb.DMatrix,
+    dvalid: xgb.DMatrix,
+    labels: NDArray[Any],
+    history: dict[str, float],
+    world: int,
 ) -> dict[str, float]:
-    """AUC and log loss by XGBoost over every worker's validation shard; accuracy and F1 from
-    confusion counts summed across workers (a worker alone sees only its shard)."""
-    evaluated = booster.eval_set([(dvalid, "validation")])
-    metrics = {name: float(value) for name, value in re.findall(r"validation-(\w+):([-+0-9.eE]+)", evaluated)}
-    predicted = booster.inplace_predict(features) >= 0.5
+    """Metrics of the final (best-round) model, the same on every worker.
+
+    Validation AUC and log loss come from XGBoost's own evaluation log at the best round (already
+    combined across workers); training metrics are computed once here, because evaluating the
+    training set every round costs more than the boosting itself. Accuracy and F1 come from
+    confusion counts summed across workers, since a worker alone sees only its shard. When the
+    final model is the trained booster itself, XGBoost answers from the predictions it cached
+    while training, so these cost almost nothing.
+    """
+    metrics = {f"validation-{name}": value for name, value in history.items()}
+    trained = booster.eval_set([(dtrain, "train")])
+    metrics.update({f"train-{n}": float(v) for n, v in re.findall(r"train-(\w+):([-+0-9.eE]+)", trained)})
+    predicted = booster.predict(dvalid) >= 0.5
     actual = labels >= 0.5
     counts = np.array(
         [
@@ -273,9 +288,21 @@ def validation_metrics(
     if world > 1:
         counts = xgb.collective.allreduce(counts, xgb.collective.Op.SUM)
     tp, fp, tn, fn = counts
-    metrics["accuracy"] = float((tp + tn) / counts.sum())
-    metrics["f1"] = float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
+    metrics["validation-accuracy"] = float((tp + tn) / counts.sum())
+    metrics["validation-f1"] = float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
     return metrics
+
+
+def _history_at(
+    booster: xgb.Booster, dvalid: xgb.DMatrix, log: dict[str, dict[str, list[float]]], best: int, done: int
+) -> dict[str, float]:
+    """Validation metrics at round ``best`` from the evaluation log; re-evaluated if that round was
+    trained before a resume (the log only holds this run's rounds)."""
+    rounds = log.get("validation", {})
+    if best >= done and rounds and all(len(values) > best - done for values in rounds.values()):
+        return {name: float(values[best - done]) for name, values in rounds.items()}
+    evaluated = booster.eval_set([(dvalid, "validation")])
+    return {name: float(value) for name, value in re.findall(r"validation-(\w+):([-+0-9.eE]+)", evaluated)}
 
 
 def train(hp: Hyperparameters) -> dict[str, Any]:
@@ -316,27 +343,35 @@ def train(hp: Hyperparameters) -> dict[str, Any]:
             callbacks.append(
                 xgb.callback.EarlyStopping(rounds=hp.early_stopping_rounds, data_name="validation", save_best=False)
             )
+        log: dict[str, dict[str, list[float]]] = {}
         booster = xgb.train(
             hp.booster_params(device, nthread),
             dtrain,
             num_boost_round=remaining,
-            evals=[(dtrain, "train"), (dvalid, "validation")],
+            evals=[(dvalid, "validation")],  # the training set is evaluated once, at the end
+            evals_result=log,
             xgb_model=start_model,
             callbacks=callbacks,
             verbose_eval=1,
         )
         best = _best_round(booster)
         final = booster[: best + 1] if best + 1 < booster.num_boosted_rounds() else booster
+        history = _history_at(final, dvalid, log, best, done)
+        metrics = final_metrics(final, dtrain, dvalid, validation.labels, history, world)
         final.set_param({"nthread": 1})  # the serving container scores with one thread per worker
-        metrics = validation_metrics(final, dvalid, validation.features, validation.labels, world)
         if rank == 0:
-            line = "\t".join(f"validation-{name}:{value:.6f}" for name, value in metrics.items())
+            line = "\t".join(f"{name}:{value:.6f}" for name, value in metrics.items())
             print(f"[final]\t{line}\tbest-round:{best + 1}", flush=True)
             model_dir().mkdir(parents=True, exist_ok=True)
             # UBJSON, the format XGBoost 3 writes by default and the serving container reads.
             (model_dir() / MODEL_FILE).write_bytes(final.save_raw("ubj"))
             output_data_dir().mkdir(parents=True, exist_ok=True)
-            summary = {"validation": metrics, "best_round": best + 1, "rounds_trained": booster.num_boosted_rounds()}
+            summary = {
+                "validation": {k.split("-", 1)[1]: v for k, v in metrics.items() if k.startswith("validation-")},
+                "train": {k.split("-", 1)[1]: v for k, v in metrics.items() if k.startswith("train-")},
+                "best_round": best + 1,
+                "rounds_trained": booster.num_boosted_rounds(),
+            }
             (output_data_dir() / "metrics.json").write_text(json.dumps(summary, indent=2))
         return {"metrics": metrics, "best_round": best + 1, "rank": rank}
 
