@@ -25,7 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -85,10 +84,6 @@ def harness(root: Path, hp: Hyperparameters, work: Path) -> float:
     return time.process_time() - started
 
 
-def median_of(repeats: int, run: Callable[[], float]) -> float:
-    return statistics.median(run() for _ in range(repeats))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=500_000)
@@ -107,22 +102,20 @@ def main() -> int:
         prepare(root, args.rows)
         train_rows = len(pd.read_csv(root / "csv" / "train" / "part-00000.csv", header=None, usecols=[0]))
 
-        bare_times, harness_times = [], []
+        bare_times: list[float] = []
+        harness_times: list[float] = []
         for repeat in range(args.repeats):  # alternate the order so drift hurts both alike
-            pair = [
-                ("bare", lambda: bare(root / "csv", hp, args.device)),
-                ("harness", lambda: harness(root / "csv", hp, root / "job")),
-            ]
-            for name, run in pair if repeat % 2 == 0 else reversed(pair):
-                (bare_times if name == "bare" else harness_times).append(run())
+            order = ["bare", "harness"] if repeat % 2 == 0 else ["harness", "bare"]
+            for name in order:
+                if name == "bare":
+                    bare_times.append(bare(root / "csv", hp, args.device))
+                else:
+                    harness_times.append(harness(root / "csv", hp, root / "job"))
         bare_s, harness_s = statistics.median(bare_times), statistics.median(harness_times)
 
-        load = {}
-        for fmt in ("csv", "parquet"):
-            load[fmt] = median_of(
-                args.repeats,
-                lambda fmt=fmt: _timed(lambda: read_training_channel(root / fmt / "train", SCHEMA, channel="train")),
-            )
+        load = {
+            fmt: statistics.median(load_split(root / fmt) for _ in range(args.repeats)) for fmt in ("csv", "parquet")
+        }
 
     iterations = train_rows * args.rounds
     print(
@@ -145,9 +138,9 @@ def main() -> int:
     return 0
 
 
-def _timed(run: Callable[[], object]) -> float:
+def load_split(folder: Path) -> float:
     started = time.process_time()
-    run()
+    read_training_channel(folder / "train", SCHEMA, channel="train")
     return time.process_time() - started
 
 
