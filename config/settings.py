@@ -336,14 +336,133 @@ class TrainingSettings:
         self.tuning.validate(f"{path}.tuning")
 
 
-@dataclass(frozen=True)
-class ServingSettings:
-    """Compute for real-time inference."""
+_VARIANT_RE = re.compile(r"^[A-Z][A-Za-z0-9]{0,30}$")
 
-    instance_type: str = "ml.m5.large"
+
+@dataclass(frozen=True)
+class VariantSettings:
+    """One production variant: a stable name (autoscaling and updates key on it) and its traffic weight."""
+
+    name: str
+    weight: float = 1.0
 
     def validate(self, path: str) -> None:
+        if not _VARIANT_RE.match(self.name):
+            raise ConfigError(
+                f"{path}.name", self.name, "must be 1-31 letters or digits, starting with a capital letter"
+            )
+        if not 0 < self.weight <= 1000:
+            raise ConfigError(f"{path}.weight", self.weight, "must be above 0 (a variant without traffic is a shadow)")
+
+
+DEFAULT_VARIANTS = (VariantSettings("Champion", 0.9), VariantSettings("Challenger", 0.1))
+INFERENCE_TYPES = ("realtime", "serverless", "async")
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """How the environment serves the model: one switch for the inference type, then its sizes."""
+
+    inference_type: Literal["realtime", "serverless", "async"] = "realtime"
+    instance_type: str = "ml.m5.large"
+    initial_instance_count: int = 2
+    min_capacity: int = 2
+    max_capacity: int = 4
+    # Requests per second one instance serves at the latency target (benchmarks/serving_benchmark.py);
+    # autoscaling targets max_rps_per_instance * scaling_safety_factor * 60 invocations per minute.
+    max_rps_per_instance: float = 400.0
+    scaling_safety_factor: float = 0.5
+    scale_in_cooldown_seconds: int = 300
+    scale_out_cooldown_seconds: int = 60
+    variants: tuple[VariantSettings, ...] = DEFAULT_VARIANTS
+    shadow_variant: bool = False
+    capture_sampling_percentage: int = 20
+    serverless_memory_mb: int = 2048
+    serverless_max_concurrency: int = 10
+    async_max_concurrent_invocations: int = 4
+    deployment: Literal["canary", "linear", "all_at_once"] = "canary"
+    canary_percent: int = 10
+    linear_step_percent: int = 25
+    baking_seconds: int = 600
+    rollback_5xx_per_minute: int = 5
+    latency_p99_ms: int = 100
+    model_download_timeout_seconds: int = 600
+    container_startup_timeout_seconds: int = 600
+
+    @property
+    def invocations_per_instance_target(self) -> float:
+        return round(self.max_rps_per_instance * self.scaling_safety_factor * 60, 1)
+
+    def validate(self, path: str, *, protected: bool) -> None:
         check_instance_type(f"{path}.instance_type", self.instance_type)
+        names = [v.name for v in self.variants]
+        for index, variant in enumerate(self.variants):
+            variant.validate(f"{path}.variants[{index}]")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{path}.variants", names, "lists a variant name twice")
+        if self.inference_type == "serverless":
+            if len(self.variants) != 1 or self.shadow_variant:
+                raise ConfigError(
+                    f"{path}.variants", names, "a serverless endpoint has exactly one variant and no shadow (AWS limit)"
+                )
+            if self.serverless_memory_mb not in SERVERLESS_MEMORY_MB:
+                raise ConfigError(
+                    f"{path}.serverless_memory_mb",
+                    self.serverless_memory_mb,
+                    f"use one of {_choices(SERVERLESS_MEMORY_MB)}",
+                )
+            if not 1 <= self.serverless_max_concurrency <= 200:
+                raise ConfigError(
+                    f"{path}.serverless_max_concurrency", self.serverless_max_concurrency, "must be 1-200"
+                )
+            if protected:
+                raise ConfigError(
+                    f"{path}.inference_type",
+                    self.inference_type,
+                    "serverless endpoints cannot run in the VPC, network-isolated or with data capture; "
+                    "use 'realtime' or 'async' outside dev",
+                )
+            return
+        if self.inference_type == "realtime" and len(self.variants) < 2:
+            raise ConfigError(
+                f"{path}.variants", names, "a real-time endpoint needs at least 2 variants (champion, challenger)"
+            )
+        floor = 2 if protected else 1
+        if not floor <= self.initial_instance_count <= 100:
+            raise ConfigError(
+                f"{path}.initial_instance_count",
+                self.initial_instance_count,
+                f"must be at least {floor}: one instance is one availability zone and no capacity during updates",
+            )
+        minimum = 0 if self.inference_type == "async" and not protected else floor
+        if not minimum <= self.min_capacity <= self.max_capacity <= 100:
+            raise ConfigError(
+                f"{path}.min_capacity",
+                self.min_capacity,
+                f"must be at least {minimum} and at most max_capacity ({self.max_capacity})",
+            )
+        if not 0 < self.scaling_safety_factor <= 1:
+            raise ConfigError(
+                f"{path}.scaling_safety_factor", self.scaling_safety_factor, "must be above 0 and at most 1"
+            )
+        if not 1 <= self.max_rps_per_instance <= 1_000_000:
+            raise ConfigError(
+                f"{path}.max_rps_per_instance", self.max_rps_per_instance, "must be between 1 and 1000000"
+            )
+        if not 0 <= self.capture_sampling_percentage <= 100:
+            raise ConfigError(f"{path}.capture_sampling_percentage", self.capture_sampling_percentage, "must be 0-100")
+        if not 1 <= self.canary_percent <= 50:
+            raise ConfigError(f"{path}.canary_percent", self.canary_percent, "SageMaker allows 1-50 (% of capacity)")
+        if not 10 <= self.linear_step_percent <= 50:
+            raise ConfigError(
+                f"{path}.linear_step_percent", self.linear_step_percent, "SageMaker allows 10-50 (% of capacity)"
+            )
+        if not 0 <= self.baking_seconds <= 3600:
+            raise ConfigError(f"{path}.baking_seconds", self.baking_seconds, "SageMaker allows 0-3600")
+        for name in ("model_download_timeout_seconds", "container_startup_timeout_seconds"):
+            if not 60 <= getattr(self, name) <= 3600:
+                raise ConfigError(f"{path}.{name}", getattr(self, name), "SageMaker allows 60-3600")
 
 
 @dataclass(frozen=True)
@@ -399,7 +518,7 @@ class EnvironmentConfig:
         self.network.validate(f"{path}.network", len(self.availability_zones))
         self.data.validate(f"{path}.data")
         self.training.validate(f"{path}.training")
-        self.serving.validate(f"{path}.serving")
+        self.serving.validate(f"{path}.serving", protected=self.name in PROTECTED_ENVIRONMENTS)
 
 
 @dataclass(frozen=True)
@@ -582,6 +701,7 @@ __all__ = [
     "ToolingConfig",
     "TrainingSettings",
     "TuningSettings",
+    "VariantSettings",
     "check_instance_type",
     "is_gpu_instance",
     "load_config",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -18,7 +18,7 @@ from platform_constructs.images import model_monitor_image, xgboost_image
 from platform_constructs.model_registry import REGISTER_ACTIONS, registry_arns
 from platform_constructs.pipeline_definition import PipelineInputs, build_definition
 from platform_constructs.sagemaker_guardrails import SageMakerGuardrails
-from policy.acknowledge import acknowledge
+from platform_constructs.sagemaker_network_policy import SageMakerNetworkPolicy
 
 PIPELINE_PREFIX = "pipelines/"
 CHECKPOINT_PREFIX = "checkpoints/"
@@ -68,8 +68,13 @@ class TrainingPipeline(Construct):
         region = stack.region
         self.pipeline_name = pipeline_name
         self.code = s3_assets.Asset(self, "TrainingCode", path=str(training_code_bundle()))
-        job_network = JobNetworkPolicy(
-            self, "JobNetworkPolicy", vpc=vpc, subnets=subnets, security_group=security_group
+        job_network = SageMakerNetworkPolicy(
+            self,
+            "JobNetworkPolicy",
+            vpc=vpc,
+            subnets=subnets,
+            security_group=security_group,
+            log_path="/aws/sagemaker/*",
         )
         self.guardrails = SageMakerGuardrails(
             self, "Guardrails", volume_keys=[data_key, model_key], output_keys=[data_key, model_key]
@@ -189,93 +194,4 @@ class TrainingPipeline(Construct):
         """Start executions of this pipeline (schedules, event rules, operators)."""
         return iam.Grant.add_to_principal(
             grantee=grantee, actions=["sagemaker:StartPipelineExecution"], resource_arns=[self.pipeline_arn]
-        )
-
-
-class JobNetworkPolicy(iam.ManagedPolicy):
-    """What every SageMaker job role needs to run in the VPC and to log: ENIs in the platform's
-    subnets with its job security group, CloudWatch Logs and metrics under /aws/sagemaker."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        id_: str,
-        *,
-        vpc: ec2.IVpc,
-        subnets: ec2.SelectedSubnets,
-        security_group: ec2.ISecurityGroup,
-    ) -> None:
-        super().__init__(scope, id_, description="SageMaker jobs in the platform VPC: network interfaces and logs")
-        stack = Stack.of(self)
-
-        def ec2_arn(resource: str, name: str) -> str:
-            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
-
-        self.add_statements(
-            iam.PolicyStatement(
-                sid="DescribeNetwork",
-                actions=[
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                resources=["*"],  # EC2 Describe calls support no resource-level permissions
-            ),
-            iam.PolicyStatement(
-                sid="CreateInterfacesInPlatformSubnets",
-                actions=["ec2:CreateNetworkInterface"],
-                resources=[
-                    *(ec2_arn("subnet", subnet_id) for subnet_id in subnets.subnet_ids),
-                    ec2_arn("security-group", security_group.security_group_id),
-                    ec2_arn("network-interface", "*"),
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="ManageInterfacesInPlatformVpc",
-                actions=[
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                ],
-                resources=[ec2_arn("network-interface", "*")],
-                conditions={"ArnEquals": {"ec2:Vpc": ec2_arn("vpc", vpc.vpc_id)}},
-            ),
-            iam.PolicyStatement(
-                sid="JobLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="JobMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],  # PutMetricData has no resources; the namespace condition scopes it
-                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
-            ),
-        )
-        acknowledge(
-            self,
-            "AwsSolutions-IAM5[Resource::*]",
-            "EC2 Describe calls and PutMetricData support no resource-level permissions; metrics are limited "
-            "to the /aws/sagemaker namespaces by condition.",
-        )
-        acknowledge(
-            self,
-            f"AwsSolutions-IAM5[Resource::{ec2_arn('network-interface', '*')}]",
-            "SageMaker creates the job's network interfaces at run time, so their IDs are unknown; creation is "
-            "limited to the platform's subnets and security group, changes to interfaces in its VPC.",
-        )
-        acknowledge(
-            self,
-            f"AwsSolutions-IAM5[Resource::{stack.format_arn(service='logs', resource='log-group', resource_name='/aws/sagemaker/*', arn_format=ArnFormat.COLON_RESOURCE_NAME)}]",
-            "SageMaker writes each job's logs to log groups and streams it names under /aws/sagemaker; "
-            "nothing outside that path.",
         )

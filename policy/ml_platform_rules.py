@@ -149,7 +149,12 @@ def _placeholder(value: Any) -> str:
         return "${" + f"{output.get('StackName')}:{output.get('OutputName')}" + "}"
     if isinstance(value, Mapping) and "Fn::ImportValue" in value:
         return "${" + str(value["Fn::ImportValue"]) + "}"
-    return "${" + json.dumps(value, sort_keys=True) + "}"
+    if isinstance(value, Mapping) and "Fn::Sub" in value:
+        template = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+        return str(template).replace('"', "'")  # its own ${...} references stay readable
+    if isinstance(value, Mapping):  # any other intrinsic: its name, never JSON (it sits inside a string)
+        return "${" + ",".join(sorted(value)) + "}"
+    return "${" + str(value).replace('"', "'") + "}"
 
 
 def _pipeline_jobs(resource: Resource) -> Iterator[_Job]:
@@ -224,16 +229,28 @@ def _jobs(resource: Resource) -> Iterator[_Job]:
 # --- rules ---------------------------------------------------------------------------------------
 
 
+def _models(resource: Resource) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(location, CreateModel-shaped settings) of a model resource or of a pipeline's Model steps."""
+    if resource.get("Type") == "AWS::SageMaker::Model":
+        yield "Properties", _props(resource)
+    elif resource.get("Type") == "AWS::SageMaker::Pipeline":
+        definition = parse_pipeline_definition(resource) or {}
+        for step in definition.get("Steps") or []:
+            if step.get("Type") == "Model":
+                yield f"PipelineDefinition.Steps[{step.get('Name')}]", step.get("Arguments") or {}
+
+
 def _model_network_isolation(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
-    if resource.get("Type") == "AWS::SageMaker::Model" and not _is_true(_props(resource).get("EnableNetworkIsolation")):
-        yield "Properties.EnableNetworkIsolation", "the model container may open network connections"
+    for where, model in _models(resource):
+        if not _is_true(model.get("EnableNetworkIsolation")):
+            yield f"{where}.EnableNetworkIsolation", "the model container may open network connections"
 
 
 def _model_in_vpc(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
-    if resource.get("Type") == "AWS::SageMaker::Model":
-        vpc = _props(resource).get("VpcConfig")
+    for where, model in _models(resource):
+        vpc = model.get("VpcConfig")
         if not (_set(_get(vpc, "Subnets")) and _set(_get(vpc, "SecurityGroupIds"))):
-            yield "Properties.VpcConfig", "the model has no VPC subnets and security groups"
+            yield f"{where}.VpcConfig", "the model has no VPC subnets and security groups"
 
 
 def _instance_variants(resource: Resource) -> Iterator[tuple[int, Mapping[str, Any]]]:
@@ -331,6 +348,14 @@ def _feature_group_kms(logical_id: str, resource: Resource) -> Iterator[tuple[st
         )
 
 
+def _pipeline_readable(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
+    if resource.get("Type") == "AWS::SageMaker::Pipeline" and parse_pipeline_definition(resource) is None:
+        yield (
+            "Properties.PipelineDefinition",
+            "the definition is not inline JSON these rules can read (S3 location or unsupported intrinsic)",
+        )
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         f"{PACK_NAME}-ModelNetworkIsolation",
@@ -385,6 +410,12 @@ RULES: tuple[Rule, ...] = (
         "Jobs run in the platform VPC.",
         "Set VpcConfig with the isolated subnets and the job security group.",
         _job_vpc,
+    ),
+    Rule(
+        f"{PACK_NAME}-PipelineDefinitionReadable",
+        "Pipeline definitions are inline JSON, so the job rules above can check every step.",
+        "Give PipelineDefinitionBody as JSON (CDK tokens are fine), not an S3 location.",
+        _pipeline_readable,
     ),
     Rule(
         f"{PACK_NAME}-FeatureGroupKms",

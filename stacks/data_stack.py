@@ -51,9 +51,10 @@ class DataStack(Stack):
             "LogsKey",
             alias=f"{alias}/logs",
             retain=retain,
-            description="CloudWatch Logs of the platform (VPC flow logs, jobs, functions)",
+            description="Operations: CloudWatch Logs of the platform and alarm notifications",
         )
         self.logs_key.allow_cloudwatch_logs()
+        self.logs_key.allow_alarm_notifications()
 
         self.project, self.env_name = project, env_config.name
         self.access_logs_bucket = SecureBucket(

@@ -9,6 +9,7 @@ from config import EnvironmentConfig, PlatformConfig
 from policy.cdk_providers import AcceptCdkProviderFindings
 from stacks.data_stack import DataStack
 from stacks.network_stack import NetworkStack
+from stacks.serving_stack import ServingStack
 from stacks.training_stack import TrainingStack
 
 
@@ -48,6 +49,18 @@ class PlatformStage(Stage):
             network=self.network.network,
             stack_name=f"{prefix}-training",
             description=f"ML platform {env_config.name}: SageMaker training pipeline, job roles, retraining triggers",
+            termination_protection=protect,
+        )
+
+        self.serving = ServingStack(
+            self,
+            "Serving",
+            env_config=env_config,
+            project=config.project,
+            data=self.data,
+            network=self.network.network,
+            stack_name=f"{prefix}-serving",
+            description=f"ML platform {env_config.name}: endpoint for approved models, alarms, batch scoring",
             termination_protection=protect,
         )
 

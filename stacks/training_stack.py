@@ -10,6 +10,7 @@ from constructs import Construct
 from config import EnvironmentConfig
 from platform_constructs.isolated_network import IsolatedNetwork
 from platform_constructs.retraining_triggers import RetrainingTriggers
+from platform_constructs.serving_image import ServingImage
 from platform_constructs.training_pipeline import TrainingPipeline
 from stacks.data_stack import DataStack
 
@@ -33,6 +34,8 @@ class TrainingStack(Stack):
     ) -> None:
         super().__init__(scope, id_, **kwargs)
         name = f"{project}-{env_config.name}-training"
+        # The image every registered model version is served with (inference_code/ on the managed image).
+        self.serving_image = ServingImage(self, "ServingImage")
         self.pipeline = TrainingPipeline(
             self,
             "TrainingPipeline",
@@ -48,6 +51,7 @@ class TrainingStack(Stack):
             vpc=network.vpc,
             subnets=network.selected_subnets,
             security_group=network.job_security_group,
+            serving_image_uri=self.serving_image.image_uri,
         )
         self.triggers = RetrainingTriggers(
             self,

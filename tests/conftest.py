@@ -100,3 +100,64 @@ def sagemaker_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(root))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return root
+
+
+@pytest.fixture(scope="session")
+def serving_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model like the pipeline's: 200 trees of depth 6 on the schema's features, as xgboost-model."""
+    import numpy as np
+    import xgboost as xgb
+
+    from churn_data import generate_customers
+    from feature_schema import load_schema
+
+    names = list(load_schema().model_features)
+    data = generate_customers(5000, seed=31)
+    features = data[names].to_numpy(np.float32)
+    features[::17, 3] = np.nan  # some missing values, so default branches are exercised
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 6, "eta": 0.1, "nthread": 1},
+        xgb.DMatrix(features, label=data["churned"], feature_names=names),
+        num_boost_round=200,
+    )
+    folder = tmp_path_factory.mktemp("model")
+    (folder / "xgboost-model").write_bytes(booster.save_raw("ubj"))
+    return folder
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def asgi_request(
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    chunk_size: int | None = None,
+) -> Response:
+    """One request through an ASGI app in this process (``chunk_size`` streams the body)."""
+    import asyncio
+
+    raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    scope = {"type": "http", "method": method, "path": path, "headers": raw_headers, "query_string": b""}
+    size = chunk_size or max(len(body), 1)
+    chunks = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return Response(start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, payload)

@@ -73,6 +73,13 @@ PROCESSING_STEP = {
 }
 
 
+MODEL_STEP = {
+    "Name": "CreateModel",
+    "Type": "Model",
+    "Arguments": {"EnableNetworkIsolation": True, "VpcConfig": VPC, "PrimaryContainer": {"ModelPackageName": "p"}},
+}
+
+
 def pipeline(*steps: dict[str, Any], as_join: bool = False) -> dict[str, Any]:
     """A pipeline resource; with ``as_join`` the body is an Fn::Join with tokens, as CDK writes it."""
     body = json.dumps({"Version": "2020-12-01", "Steps": list(steps)})
@@ -152,6 +159,19 @@ CASES = [
         "JobInVpc",
         pipeline(PROCESSING_STEP),
         pipeline(broken(PROCESSING_STEP, "Arguments.NetworkConfig.VpcConfig")),
+    ),
+    (
+        "PipelineDefinitionReadable",
+        pipeline(TRAINING_STEP, as_join=True),
+        {
+            "Type": "AWS::SageMaker::Pipeline",
+            "Properties": {"PipelineDefinition": {"PipelineDefinitionS3Location": {}}},
+        },
+    ),
+    (
+        "ModelNetworkIsolation",
+        pipeline(MODEL_STEP),
+        pipeline(broken(MODEL_STEP, "Arguments.EnableNetworkIsolation")),
     ),
 ]
 

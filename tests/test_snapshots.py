@@ -16,7 +16,9 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from tests.conftest import Synthesized
 
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
-STACKS = [f"{stage}/{stack}" for stage in ("Dev", "Staging", "Prod") for stack in ("Data", "Network", "Training")]
+STACKS = [
+    f"{stage}/{stack}" for stage in ("Dev", "Staging", "Prod") for stack in ("Data", "Network", "Training", "Serving")
+]
 
 
 def scrub(value: Any) -> Any:
