@@ -4,6 +4,8 @@
    cfn-lint and checkov on the templates and print a summary per environment and stack.
 2. Train the churn model locally with the code the pipeline runs (preprocess -> train -> evaluate in
    the SageMaker layout) on generated data, and print its AUC and where the model and report are.
+3. Serve that model with the serving container's entry point, score a few sample customers, and
+   print the answers and the latency.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 from config import ConfigError, load_config
+from scripts.local_serving import ServerFailedError, demo
 from scripts.local_training import DEFAULT_RUN_DIR, StepFailedError, run_pipeline, summary
 from scripts.synth_report import format_report, synth_and_scan
 
@@ -51,6 +54,13 @@ def main() -> int:
         print(f"Local training failed: {error}", file=sys.stderr)
         return 1
     print(summary(training))
+
+    step("Serving locally: inference_code/serve on the trained model, as the endpoint runs it")
+    try:
+        print(demo(training.model_archive))
+    except ServerFailedError as error:
+        print(f"Local serving failed: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -129,6 +129,7 @@ def test_bounded_fuzz_run_gets_no_5xx() -> None:
     seeds = [
         row,
         b"\n".join([row] * 5),
+        b"\n".join([row] * 12),  # parsed by numpy.loadtxt
         json.dumps({"instances": [[1.5] * N_FEATURES] * 3}).encode(),
         json.dumps({"instances": [dict.fromkeys(load_schema().model_features, 1)]}).encode(),
     ]
