@@ -19,7 +19,7 @@ export OMP_NUM_THREADS := 1
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 CDK := cdk --no-notices
 
-.PHONY: run test check format lint types pytest synth setup clean accepted-findings
+.PHONY: run test check format lint types pytest synth setup clean accepted-findings feature-group-lock
 
 run: setup
 	$(BIN)/python -m scripts.main
@@ -48,7 +48,7 @@ synth:
 
 setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt training_code/requirements.txt inference_code/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -72,3 +72,8 @@ clean:
 # Rewrites the README's table of accepted policy findings from the code (a test keeps them equal).
 accepted-findings: setup
 	$(BIN)/python -m scripts.accepted_findings
+
+# Records the feature groups' create-only properties after an intended change (a test keeps them equal;
+# synth refuses a change that would replace a feature group unless config allows it).
+feature-group-lock: setup
+	$(BIN)/python -m scripts.feature_group_lock

@@ -17,11 +17,15 @@ from typing import Any
 
 from aws_cdk import App
 
+PROJECT_ROOT = Path(__file__).resolve().parent
+# The feature schema ships with the training code (training_code/feature_schema.json); the stacks
+# read the same module, importable as it is inside the containers.
+if str(PROJECT_ROOT / "training_code") not in sys.path:
+    sys.path.append(str(PROJECT_ROOT / "training_code"))
+
 from config import ConfigError, PlatformConfig, load_config
 from policy.packs import register_policy_packs
 from stacks.platform_stage import PlatformStage
-
-PROJECT_ROOT = Path(__file__).resolve().parent
 
 
 def project_context() -> dict[str, Any]:

@@ -466,6 +466,57 @@ class ServingSettings:
 
 
 @dataclass(frozen=True)
+class FeatureStoreSettings:
+    """The customer feature group: an online store for low-latency reads, an offline store (Iceberg
+    tables in the features bucket, registered in the Glue Data Catalog) for training sets."""
+
+    online_store: bool = True
+    storage_type: Literal["Standard", "InMemory"] = "Standard"
+    ttl_days: int = 365  # online records expire this long after their event time; 0 keeps them
+    throughput_mode: Literal["OnDemand", "Provisioned"] = "OnDemand"
+    read_capacity_units: int = 0  # Provisioned only
+    write_capacity_units: int = 0  # Provisioned only
+    # Part of the feature group's name. Bumping it creates a new feature group (CloudFormation
+    # replaces the old one): the only way to remove or retype a feature, or to change a property
+    # that cannot be updated in place. It needs allow_replacement = true.
+    group_version: int = 1
+    allow_replacement: bool = False
+    ingest_max_reject_fraction: float = 0.0  # ingestion fails above this share of rejected records
+
+    def validate(self, path: str) -> None:
+        if self.storage_type == "InMemory":
+            raise ConfigError(
+                f"{path}.storage_type",
+                self.storage_type,
+                "an InMemory online store does not replicate to the offline store that training sets are "
+                "read from; use 'Standard'",
+            )
+        if not 0 <= self.ttl_days <= 3650:
+            raise ConfigError(f"{path}.ttl_days", self.ttl_days, "must be 0 (no expiry) to 3650 days")
+        if self.ttl_days and not self.online_store:
+            raise ConfigError(f"{path}.ttl_days", self.ttl_days, "applies to the online store; set 0 or enable it")
+        provisioned = self.throughput_mode == "Provisioned"
+        for name in ("read_capacity_units", "write_capacity_units"):
+            units = getattr(self, name)
+            if provisioned and not 1 <= units <= 10_000_000:
+                raise ConfigError(f"{path}.{name}", units, "Provisioned throughput needs 1 to 10,000,000 units")
+            if not provisioned and units:
+                raise ConfigError(
+                    f"{path}.{name}", units, "only applies when throughput_mode = 'Provisioned'; remove it"
+                )
+        if provisioned and not self.online_store and self.read_capacity_units:
+            raise ConfigError(
+                f"{path}.read_capacity_units", self.read_capacity_units, "reads are billed on the online store only"
+            )
+        if not 1 <= self.group_version <= 999:
+            raise ConfigError(f"{path}.group_version", self.group_version, "must be 1 to 999")
+        if not 0.0 <= self.ingest_max_reject_fraction <= 1.0:
+            raise ConfigError(
+                f"{path}.ingest_max_reject_fraction", self.ingest_max_reject_fraction, "must be between 0 and 1"
+            )
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """Everything that differs between dev, staging and prod."""
 
@@ -478,6 +529,7 @@ class EnvironmentConfig:
     data: DataSettings = field(default_factory=DataSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    feature_store: FeatureStoreSettings = field(default_factory=FeatureStoreSettings)
 
     @property
     def retain_data(self) -> bool:
@@ -519,6 +571,7 @@ class EnvironmentConfig:
         self.data.validate(f"{path}.data")
         self.training.validate(f"{path}.training")
         self.serving.validate(f"{path}.serving", protected=self.name in PROTECTED_ENVIRONMENTS)
+        self.feature_store.validate(f"{path}.feature_store")
 
 
 @dataclass(frozen=True)
@@ -695,6 +748,7 @@ __all__ = [
     "ConfigError",
     "DataSettings",
     "EnvironmentConfig",
+    "FeatureStoreSettings",
     "NetworkSettings",
     "PlatformConfig",
     "ServingSettings",

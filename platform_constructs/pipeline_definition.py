@@ -120,10 +120,6 @@ def _parameters(inputs: PipelineInputs) -> list[dict[str, Any]]:
     ]
 
 
-def _network(inputs: PipelineInputs) -> dict[str, Any]:
-    return {"Subnets": inputs.subnet_ids, "SecurityGroupIds": inputs.security_group_ids}
-
-
 def _processing_input(name: str, uri: Any, local: str) -> dict[str, Any]:
     return {
         "InputName": name,
@@ -146,8 +142,25 @@ def _processing_output(name: str, uri: Any, local: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _JobContext:
+    """What every processing job of a pipeline shares."""
+
+    volume_size_gb: int
+    key_arn: str
+    subnet_ids: list[str]
+    security_group_ids: list[str]
+    isolated: bool = True
+
+
+def _context(inputs: PipelineInputs) -> _JobContext:
+    return _JobContext(
+        inputs.settings.volume_size_gb, inputs.data_key_arn, inputs.subnet_ids, inputs.security_group_ids
+    )
+
+
 def _processing_job(
-    inputs: PipelineInputs,
+    context: _JobContext,
     *,
     image: str,
     role_arn: str,
@@ -168,18 +181,18 @@ def _processing_job(
             "ClusterConfig": {
                 "InstanceType": get("Parameters.ProcessingInstanceType"),
                 "InstanceCount": 1,
-                "VolumeSizeInGB": inputs.settings.volume_size_gb,
-                "VolumeKmsKeyId": inputs.data_key_arn,
+                "VolumeSizeInGB": context.volume_size_gb,
+                "VolumeKmsKeyId": context.key_arn,
             }
         },
         "AppSpecification": app,
         "RoleArn": role_arn,
         "ProcessingInputs": job_inputs,
-        "ProcessingOutputConfig": {"Outputs": outputs, "KmsKeyId": inputs.data_key_arn},
+        "ProcessingOutputConfig": {"Outputs": outputs, "KmsKeyId": context.key_arn},
         "NetworkConfig": {
-            "EnableNetworkIsolation": True,
+            "EnableNetworkIsolation": context.isolated,
             "EnableInterContainerTrafficEncryption": True,
-            "VpcConfig": _network(inputs),
+            "VpcConfig": {"Subnets": context.subnet_ids, "SecurityGroupIds": context.security_group_ids},
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime},
     }
@@ -206,7 +219,7 @@ def _preprocess(inputs: PipelineInputs) -> dict[str, Any]:
         "Name": "Preprocess",
         "Type": "Processing",
         "Arguments": _processing_job(
-            inputs,
+            _context(inputs),
             image=inputs.training_image,
             role_arn=inputs.processing_role_arn,
             entrypoint=_script("preprocess"),
@@ -350,7 +363,7 @@ def _evaluate(inputs: PipelineInputs, model_uri: Any, after: str) -> dict[str, A
         "Type": "Processing",
         "DependsOn": [after],
         "Arguments": _processing_job(
-            inputs,
+            _context(inputs),
             image=inputs.training_image,
             role_arn=inputs.processing_role_arn,
             entrypoint=_script("evaluate"),
@@ -380,7 +393,7 @@ def _baseline(inputs: PipelineInputs) -> dict[str, Any]:
         "Name": "DataQualityBaseline",
         "Type": "Processing",
         "Arguments": _processing_job(
-            inputs,
+            _context(inputs),
             image=inputs.monitor_image,
             role_arn=inputs.baseline_role_arn,
             job_inputs=[_processing_input("baseline_dataset_input", _split_uri("baseline"), local_input)],
@@ -468,4 +481,77 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             "TrialName": get("Execution.PipelineExecutionId"),
         },
         "Steps": [_preprocess(inputs), train, _evaluate(inputs, model_uri, train["Name"]), check],
+    }
+
+
+# --- feature ingestion ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestionInputs:
+    """Everything the feature-ingestion pipeline refers to; values may be CDK tokens."""
+
+    region: str
+    settings: TrainingSettings  # processing instance type and volume size
+    image: str
+    code_uri: str
+    raw_data_uri: str
+    report_uri: str  # s3:// prefix for the ingestion reports
+    role_arn: str
+    data_key_arn: str
+    subnet_ids: list[str]
+    security_group_ids: list[str]
+    feature_group_name: str
+    max_reject_fraction: float
+
+
+def build_ingestion_definition(inputs: IngestionInputs) -> dict[str, Any]:
+    """IngestFeatures: raw data -> PutRecord into the feature group (training_code/ingest.py).
+
+    The job calls the Feature Store runtime, so it cannot be network-isolated: it runs in the
+    isolated subnets and reaches AWS only through the VPC endpoints.
+    """
+    context = _JobContext(
+        inputs.settings.volume_size_gb, inputs.data_key_arn, inputs.subnet_ids, inputs.security_group_ids, False
+    )
+    step = {
+        "Name": "IngestFeatures",
+        "Type": "Processing",
+        "Arguments": _processing_job(
+            context,
+            image=inputs.image,
+            role_arn=inputs.role_arn,
+            entrypoint=_script("ingest"),
+            arguments=[
+                "--feature-group",
+                inputs.feature_group_name,
+                "--region",
+                inputs.region,
+                "--max-reject-fraction",
+                repr(inputs.max_reject_fraction),
+            ],
+            job_inputs=[
+                _processing_input("code", inputs.code_uri, f"{PROCESSING}/input/code"),
+                _processing_input("raw", get("Parameters.InputDataUri"), f"{PROCESSING}/input/raw"),
+            ],
+            outputs=[
+                _processing_output(
+                    "report", join(inputs.report_uri, EXECUTION_ID, "report"), f"{PROCESSING}/output/report"
+                )
+            ],
+        ),
+        "RetryPolicies": RETRY_ON_CAPACITY,
+    }
+    return {
+        "Version": PIPELINE_FORMAT_VERSION,
+        "Metadata": {},
+        "Parameters": [
+            {"Name": "InputDataUri", "Type": "String", "DefaultValue": inputs.raw_data_uri},
+            {
+                "Name": "ProcessingInstanceType",
+                "Type": "String",
+                "DefaultValue": inputs.settings.processing_instance_type,
+            },
+        ],
+        "Steps": [step],
     }

@@ -1,4 +1,5 @@
-"""What starts the training pipeline without a person: a schedule, and new raw data."""
+"""What starts the pipelines without a person: a schedule (training), and new raw data (training and,
+when there is one, feature ingestion)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class RetrainingTriggers(Construct):
         timezone: str,
         raw_bucket_name: str,
         raw_prefix: str,
+        ingestion_pipeline_arn: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         account = Stack.of(self).account
@@ -73,7 +75,8 @@ class RetrainingTriggers(Construct):
             ),
             description=f"EventBridge: starts {pipeline_name} when a raw data batch is complete",
         )
-        events_role.allow(["sagemaker:StartPipelineExecution"], [pipeline_arn])
+        started = [pipeline_arn, *([ingestion_pipeline_arn] if ingestion_pipeline_arn else [])]
+        events_role.allow(["sagemaker:StartPipelineExecution"], started)
         self.new_data_rule = events.CfnRule(
             self,
             "NewDataRule",
@@ -89,8 +92,8 @@ class RetrainingTriggers(Construct):
             },
             targets=[
                 events.CfnRule.TargetProperty(
-                    id="TrainingPipeline",
-                    arn=pipeline_arn,
+                    id=target_id,
+                    arn=arn,
                     role_arn=events_role.role_arn,
                     sage_maker_pipeline_parameters=events.CfnRule.SageMakerPipelineParametersProperty(
                         pipeline_parameter_list=[]
@@ -99,5 +102,6 @@ class RetrainingTriggers(Construct):
                         maximum_event_age_in_seconds=3600, maximum_retry_attempts=3
                     ),
                 )
+                for target_id, arn in zip(("TrainingPipeline", "FeatureIngestionPipeline"), started, strict=False)
             ],
         )

@@ -299,9 +299,9 @@ def _endpoint_data_capture(logical_id: str, resource: Resource) -> Iterator[tupl
 
 def _job_network_isolation(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
     for job in _jobs(resource):
-        # Processing steps may call AWS APIs (Feature Store ingestion); transform jobs take their
-        # isolation from the model. Training and monitoring jobs never need the network.
-        if job.kind in ("training", "monitoring") and not _is_true(_get(job.network, "EnableNetworkIsolation")):
+        # Transform jobs take their isolation from the model. A processing job that must call an
+        # AWS API (Feature Store ingestion) is acknowledged on its own pipeline, with the reason.
+        if job.kind != "transform" and not _is_true(_get(job.network, "EnableNetworkIsolation")):
             yield f"{job.where}.EnableNetworkIsolation", f"{job.kind} job is not network-isolated"
 
 
@@ -389,7 +389,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         f"{PACK_NAME}-JobNetworkIsolation",
-        "Training and monitoring jobs run with network isolation (Security Hub SageMaker.11, .12, .14, .20, .25).",
+        "Training, processing and monitoring jobs run with network isolation "
+        "(Security Hub SageMaker.11, .12, .14, .20, .25).",
         "Set EnableNetworkIsolation: true in the job's network settings.",
         _job_network_isolation,
     ),

@@ -1,4 +1,4 @@
-"""Stateful resources of one environment: KMS keys, S3 buckets and the Model Registry."""
+"""Stateful resources of one environment: KMS keys, S3 buckets, the Model Registry and the Feature Store."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from config import EnvironmentConfig
+from feature_schema import load_schema
 from platform_constructs.encryption_key import EncryptionKey
+from platform_constructs.feature_store import FeatureStore
 from platform_constructs.model_registry import ModelRegistry
 from platform_constructs.secure_bucket import SecureBucket, make_bucket_name
 
 
 class DataStack(Stack):
-    """Keys per data domain, the platform's buckets and the Model Package Group.
+    """Keys per data domain, the platform's buckets, the Model Package Group and the feature group.
 
     Everything here is kept on stack deletion outside dev (``removal_policy = "retain"``), and the
     logical IDs are pinned by ``tests/test_stateful_ids.py``: renaming a construct here would replace
@@ -100,6 +102,21 @@ class DataStack(Stack):
             group_name=f"{project}-{env_config.name}",
             description=f"Churn models of {env_config.name}; approve a version to deploy it",
         )
+
+        self.feature_store = FeatureStore(
+            self,
+            "FeatureStore",
+            schema=load_schema(),
+            settings=env_config.feature_store,
+            project=project,
+            env_name=env_config.name,
+            # Literal ARNs in the role's policy (the bucket names are explicit).
+            features_bucket=self.import_bucket(self, "features", self.data_key),
+            results_bucket=self.import_bucket(self, "processed", self.data_key),
+            key=self.data_key,
+            retain=retain,
+        )
+        self.feature_store.node.add_dependency(self.feature_store_bucket, self.processed_bucket)
 
         for name, value in (
             ("RawDataBucketName", self.bucket_name("raw")),

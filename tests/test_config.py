@@ -275,3 +275,34 @@ def test_every_known_region_has_the_images_the_platform_pulls() -> None:
         assert xgboost_image(region, "training").endswith("/sagemaker-xgboost:3.2-0")
         assert xgboost_image(region, "inference").startswith(xgboost_image(region).split(".")[0])
         assert model_monitor_image(region).endswith("/sagemaker-model-monitor-analyzer:latest")
+
+
+@pytest.mark.parametrize(
+    ("feature_store", "field", "message"),
+    [
+        ({"storage_type": "InMemory"}, "storage_type", "does not replicate to the offline store"),
+        ({"storage_type": "Fast"}, "storage_type", "must be one of 'Standard', 'InMemory'"),
+        ({"ttl_days": 5000}, "ttl_days", "0 (no expiry) to 3650 days"),
+        ({"online_store": False}, "ttl_days", "applies to the online store"),
+        ({"throughput_mode": "Provisioned"}, "read_capacity_units", "needs 1 to 10,000,000 units"),
+        ({"write_capacity_units": 5}, "write_capacity_units", "only applies when throughput_mode = 'Provisioned'"),
+        ({"group_version": 0}, "group_version", "must be 1 to 999"),
+        ({"ingest_max_reject_fraction": 1.5}, "ingest_max_reject_fraction", "between 0 and 1"),
+        ({"allow_replacment": True}, "allow_replacment", "unknown setting"),
+    ],
+)
+def test_bad_feature_store_settings(
+    raw: dict[str, Any], feature_store: dict[str, Any], field: str, message: str
+) -> None:
+    env(raw, "dev")["feature_store"].update(feature_store)
+    error = error_of(raw)
+    assert error.field_path == f"environments[0].feature_store.{field}"
+    assert message in str(error)
+
+
+def test_provisioned_throughput_with_units_is_accepted(raw: dict[str, Any]) -> None:
+    env(raw, "prod")["feature_store"].update(
+        {"throughput_mode": "Provisioned", "read_capacity_units": 100, "write_capacity_units": 50}
+    )
+    settings = parse_config(raw).environment("prod").feature_store
+    assert (settings.read_capacity_units, settings.write_capacity_units) == (100, 50)

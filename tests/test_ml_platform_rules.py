@@ -146,6 +146,11 @@ CASES = [
         pipeline(broken(TRAINING_STEP, "Arguments.EnableNetworkIsolation", False), as_join=True),
     ),
     (
+        "JobNetworkIsolation",
+        pipeline(PROCESSING_STEP),
+        pipeline(broken(PROCESSING_STEP, "Arguments.NetworkConfig.EnableNetworkIsolation", False)),
+    ),
+    (
         "JobInterContainerEncryption",
         pipeline(PROCESSING_STEP),
         pipeline(broken(PROCESSING_STEP, "Arguments.NetworkConfig.EnableInterContainerTrafficEncryption")),
@@ -216,9 +221,11 @@ def test_serverless_variants_need_no_instance_count_or_volume_key() -> None:
     assert rule_findings("EndpointConfigKms", serverless) == []
 
 
-def test_processing_steps_may_reach_the_network_but_training_may_not() -> None:
+def test_an_unisolated_processing_step_is_a_finding_named_after_its_step() -> None:
+    # Feature ingestion needs the network: it is acknowledged on its own pipeline, not exempt by kind.
     open_processing = broken(PROCESSING_STEP, "Arguments.NetworkConfig.EnableNetworkIsolation", False)
-    assert rule_findings("JobNetworkIsolation", pipeline(open_processing)) == []
+    locations = rule_findings("JobNetworkIsolation", pipeline(open_processing))
+    assert locations == [f"PipelineDefinition.Steps[{PROCESSING_STEP['Name']}].EnableNetworkIsolation"]
 
 
 def test_finding_locations_name_the_step() -> None:

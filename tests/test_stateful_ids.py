@@ -1,6 +1,7 @@
 """Logical IDs of stateful resources are a contract: a changed ID makes CloudFormation replace the
 resource, which for a bucket or a key means data loss. Renaming one of these needs a migration plan,
-not a test update. (Later stacks add their stateful resources here, e.g. feature groups.)"""
+not a test update. (A feature group's name is pinned too: config/feature_groups.lock.json and the
+replacement guard.)"""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ STATEFUL_TYPES = (
     "AWS::SageMaker::ModelPackageGroup",
     "AWS::Logs::LogGroup",
     "AWS::EC2::VPC",
+    "AWS::SageMaker::FeatureGroup",
+    "AWS::Glue::Database",
 )
 
 PINNED = {
@@ -29,6 +32,8 @@ PINNED = {
         "DataCaptureBucket729F772E": "AWS::S3::Bucket",
         "MonitoringReportsBucketE083C811": "AWS::S3::Bucket",
         "ModelRegistryGroupC87F7ECA": "AWS::SageMaker::ModelPackageGroup",
+        "FeatureStoreFeatureGroupCE1132D9": "AWS::SageMaker::FeatureGroup",
+        "FeatureStoreDatabaseB844F633": "AWS::Glue::Database",
     },
     "Network": {
         "NetworkVpc7FB7348F": "AWS::EC2::VPC",

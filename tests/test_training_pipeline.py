@@ -31,9 +31,14 @@ JOB_OPERATIONS = {
 }
 
 
-def definition(synthesized: Synthesized, env: str) -> dict[str, Any]:
-    (pipeline,) = resources_of_type(synthesized.template(env, "Training"), "AWS::SageMaker::Pipeline").values()
-    parsed = parse_pipeline_definition(pipeline)
+def definition(synthesized: Synthesized, env: str, pipeline: str = "training") -> dict[str, Any]:
+    """The parsed definition of ``churn-<env>-<pipeline>`` (the training or the ingest-features one)."""
+    (resource,) = [
+        r
+        for r in resources_of_type(synthesized.template(env, "Training"), "AWS::SageMaker::Pipeline").values()
+        if r["Properties"]["PipelineName"] == f"churn-{env}-{pipeline}"
+    ]
+    parsed = parse_pipeline_definition(resource)
     assert parsed is not None
     return dict(parsed)
 
@@ -290,10 +295,16 @@ def test_roles_are_least_privilege(synthesized: Synthesized, env: str) -> None:
     for name, statement in statements:
         listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all("*" not in action for action in listed), (name, listed)
-    pass_role = [s for name, s in statements if s["Action"] == "iam:PassRole"]
-    (statement,) = pass_role
-    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    assert len(statement["Resource"]) == 3  # processing, training, baseline roles only
+    pass_role = {name: s for name, s in statements if s["Action"] == "iam:PassRole"}
+    assert len(pass_role) == 2  # one per pipeline role
+    for name, statement in pass_role.items():
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+        if name.startswith("TrainingPipeline"):
+            assert len(statement["Resource"]) == 3  # processing, training, baseline roles only
+        else:
+            assert name.startswith("FeatureIngestionPipelineRole")
+            assert statement["Resource"] == {"Fn::GetAtt": [statement["Resource"]["Fn::GetAtt"][0], "Arn"]}
+            assert statement["Resource"]["Fn::GetAtt"][0].startswith("FeatureIngestionIngestionRole")
     create_jobs = [name for name, s in statements if "sagemaker:CreateTrainingJob" in json.dumps(s["Action"])]
     assert len(create_jobs) == 1
     assert create_jobs[0].startswith("TrainingPipelinePipelineRole")
@@ -313,17 +324,17 @@ def test_retraining_is_scheduled_and_triggered_by_new_data(
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["detail"]["bucket"]["name"] == [f"churn-{env}-raw-{settings.account}-eu-west-1"]
     assert pattern["detail"]["object"]["key"] == [{"wildcard": "churn/*_SUCCESS"}]
-    assert rule["Properties"]["Targets"][0]["Arn"] == pipeline_arn
-    starters = [
-        p
-        for p in resources_of_type(template, "AWS::IAM::ManagedPolicy").values()
+    ingestion_arn = pipeline_arn.replace("-training", "-ingest-features")
+    assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [pipeline_arn, ingestion_arn]
+    starters = {
+        name: p["Properties"]["PolicyDocument"]["Statement"]
+        for name, p in resources_of_type(template, "AWS::IAM::ManagedPolicy").items()
         if "StartPipelineExecution" in json.dumps(p)
-    ]
+    }
     assert len(starters) == 2
-    for policy in starters:
-        assert policy["Properties"]["PolicyDocument"]["Statement"] == [
-            {"Action": "sagemaker:StartPipelineExecution", "Effect": "Allow", "Resource": pipeline_arn}
-        ]
+    for name, statement in starters.items():
+        started = sorted([pipeline_arn, ingestion_arn]) if "NewDataRule" in name else pipeline_arn  # schedule: retrain
+        assert statement == [{"Action": "sagemaker:StartPipelineExecution", "Effect": "Allow", "Resource": started}]
     (raw,) = [
         b
         for k, b in resources_of_type(synthesized.template(env, "Data"), "AWS::S3::Bucket").items()

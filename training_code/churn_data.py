@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from feature_schema import Column, FeatureSchema
+from feature_schema import Column, FeatureSchema, load_schema
 from training_env import DataError
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -36,55 +36,47 @@ PARQUET_SUFFIXES = (".parquet",)
 def generate_customers(rows: int, seed: int = 7, start: str = "2026-01-01") -> pd.DataFrame:
     """Realistic synthetic customers with a churn label that depends on the features.
 
-    Churn rises with short tenure, month-to-month contracts, support tickets, late payments and
-    high bills, and falls with more products and long contracts; about a quarter of customers churn.
-    The same ``rows`` and ``seed`` always give the same data.
+    Churn rises with a short time as a customer, month-to-month contracts, support calls, late
+    payments and high bills, and falls with more products and long contracts; about a quarter of
+    customers churn. The same ``rows`` and ``seed`` always give the same data.
+
+    The simulated quantities are written in the schema's column order (``feature_schema.json``), so
+    the columns carry the schema's names: renaming a column there renames it here. Reordering the
+    schema's features would mislabel them, which the schema's ranges catch (``tests/test_training_data.py``
+    validates this data against them).
     """
     rng = np.random.default_rng(seed)
-    tenure = np.clip(rng.gamma(1.6, 18.0, rows), 0, 120).astype(np.int64)
+    months = np.clip(rng.gamma(1.6, 18.0, rows), 0, 120).astype(np.int64)
     contract = rng.choice(np.array([1, 12, 24]), size=rows, p=[0.5, 0.3, 0.2])
-    has_internet = (rng.random(rows) < 0.78).astype(np.int64)
-    has_phone = (rng.random(rows) < 0.9).astype(np.int64)
-    num_products = np.clip(1 + rng.poisson(0.6 + 0.8 * has_internet), 1, 8).astype(np.int64)
-    monthly = np.clip(15 + 20 * has_phone + 35 * has_internet + 7 * num_products + rng.normal(0, 9, rows), 10, 250)
-    total = monthly * np.maximum(tenure, 1) * rng.normal(1.0, 0.04, rows)
-    support = rng.poisson(0.3 + 0.9 * (monthly > 95) + 0.4 * has_internet).astype(np.int64)
+    internet = (rng.random(rows) < 0.78).astype(np.int64)
+    phone = (rng.random(rows) < 0.9).astype(np.int64)
+    products = np.clip(1 + rng.poisson(0.6 + 0.8 * internet), 1, 8).astype(np.int64)
+    bill = np.clip(15 + 20 * phone + 35 * internet + 7 * products + rng.normal(0, 9, rows), 10, 250)
+    billed = bill * np.maximum(months, 1) * rng.normal(1.0, 0.04, rows)
+    calls = rng.poisson(0.3 + 0.9 * (bill > 95) + 0.4 * internet).astype(np.int64)
     late = rng.random(rows) < 0.22
     delay = np.where(late, np.ceil(rng.exponential(9.0, rows)), 0).astype(np.int64)
     senior = (rng.random(rows) < 0.16).astype(np.int64)
     logit = 1.4 * (
         -0.75
-        - 0.045 * tenure
+        - 0.045 * months
         + 1.15 * (contract == 1)
         - 0.7 * (contract == 24)
-        + 0.38 * support
+        + 0.38 * calls
         + 0.045 * delay
-        + 0.013 * (monthly - 70)
-        - 0.3 * (num_products - 1)
+        + 0.013 * (bill - 70)
+        - 0.3 * (products - 1)
         + 0.3 * senior
-        + 0.35 * has_internet * (contract == 1)
+        + 0.35 * internet * (contract == 1)
     ) + rng.normal(0, 0.3, rows)
     churned = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     seconds = rng.integers(0, 90 * 86400, rows).astype("timedelta64[s]")
     event_time = np.char.add(np.datetime_as_string(np.datetime64(start, "s") + seconds, unit="s"), "Z")
     ids = np.char.add(f"C{seed:04d}", np.char.zfill(np.arange(rows).astype(str), 9))
-    return pd.DataFrame(
-        {
-            "customer_id": ids,
-            "event_time": event_time,
-            "tenure": tenure,
-            "monthly_charges": monthly.round(2),
-            "total_charges": total.round(2),
-            "contract_months": contract,
-            "support_tickets": support,
-            "payment_delay_days": delay,
-            "num_products": num_products,
-            "has_internet": has_internet,
-            "has_phone": has_phone,
-            "is_senior": senior,
-            "churned": churned,
-        }
-    )
+    # Identifier, event time, the ten features in schema order, the label.
+    simulated = [ids, event_time, months, bill.round(2), billed.round(2), contract, calls, delay, products]
+    simulated += [internet, phone, senior, churned]
+    return pd.DataFrame(dict(zip(load_schema().raw_columns, simulated, strict=True)))
 
 
 # --- splitting ------------------------------------------------------------------------------------

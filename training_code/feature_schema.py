@@ -123,5 +123,6 @@ def parse_schema(data: dict[str, Any]) -> FeatureSchema:
     return schema
 
 
-def load_schema(path: Path = SCHEMA_PATH) -> FeatureSchema:
-    return parse_schema(json.loads(path.read_text()))
+def load_schema(path: Path | None = None) -> FeatureSchema:
+    """The schema at ``path``, by default ``SCHEMA_PATH`` (read when called, so tests can point it elsewhere)."""
+    return parse_schema(json.loads((path or SCHEMA_PATH).read_text()))
