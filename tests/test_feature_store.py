@@ -256,7 +256,7 @@ LOCKED = identity(
 
 
 def changed(**changes: Any) -> dict[str, Any]:
-    result = json.loads(json.dumps(LOCKED))
+    result: dict[str, Any] = json.loads(json.dumps(LOCKED))
     result.update(changes)
     return result
 

@@ -75,7 +75,7 @@ def entity(customer: str, cutoff: float, label: int = 0) -> dict[str, Any]:
 
 def tenure_at(result: pd.DataFrame, customer: str, cutoff: float) -> float | None:
     (row,) = result[(result["customer_id"] == customer) & (result[CUTOFF_COLUMN] == iso(day(cutoff)))].itertuples()
-    value = row.tenure
+    value: Any = row.tenure
     return None if pd.isna(value) else float(value)
 
 
@@ -139,6 +139,10 @@ def test_time_zones_are_compared_as_instants(tmp_path: Path) -> None:
         assert result["tenure"].tolist() == [1.0]
 
 
+def _number(value: Any) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
 def reference(offline: list[dict[str, Any]], entities: list[dict[str, Any]]) -> dict[tuple[str, str], float | None]:
     """The semantics, written the slow obvious way."""
     answers: dict[tuple[str, str], float | None] = {}
@@ -177,10 +181,7 @@ def test_random_histories_match_the_reference(tmp_path: Path) -> None:
     expected = reference(offline, entities)
     for dialect in ("duckdb", "athena"):
         result = run_query(tmp_path, offline, entities, dialect)
-        found = {
-            (row.customer_id, getattr(row, CUTOFF_COLUMN)): (None if pd.isna(row.tenure) else float(row.tenure))
-            for row in result.itertuples()
-        }
+        found = {(row.customer_id, getattr(row, CUTOFF_COLUMN)): _number(row.tenure) for row in result.itertuples()}
         assert found == expected
         assert len(result) == len({(e["customer_id"], e[CUTOFF_COLUMN], e["churned"]) for e in entities})
 
