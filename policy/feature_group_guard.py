@@ -34,6 +34,8 @@ from aws_cdk import (
     PolicyViolation,
 )
 
+from policy.ml_platform_rules import value_at
+
 LOCK_PATH = Path(__file__).resolve().parent.parent / "config" / "feature_groups.lock.json"
 LOCK_METADATA_KEY = "ml-platform:feature-group-lock"  # set by platform_constructs.feature_store
 RULE_ID = "FeatureGroupReplacement"
@@ -52,17 +54,9 @@ CREATE_ONLY_PROPERTIES = (
 FEATURES = "FeatureDefinitions"
 
 
-def _get(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(data, Mapping) or part not in data:
-            return None
-        data = data[part]
-    return data
-
-
 def identity(properties: Mapping[str, Any]) -> dict[str, Any]:
     """What must not change in place: the create-only properties and every feature's type."""
-    result: dict[str, Any] = {path: _get(properties, path) for path in CREATE_ONLY_PROPERTIES}
+    result: dict[str, Any] = {path: value_at(properties, path) for path in CREATE_ONLY_PROPERTIES}
     result[FEATURES] = {item["FeatureName"]: item["FeatureType"] for item in properties.get(FEATURES) or []}
     return result
 

@@ -70,7 +70,8 @@ def _props(resource: Resource) -> Mapping[str, Any]:
     return resource.get("Properties") or {}
 
 
-def _get(data: Any, path: str) -> Any:
+def value_at(data: Any, path: str) -> Any:
+    """The value at the dotted ``path`` inside nested mappings, or None where a part is missing."""
     for part in path.split("."):
         if not isinstance(data, Mapping) or part not in data:
             return None
@@ -103,9 +104,9 @@ def _monitoring_job(where: str, definition: Mapping[str, Any], output_field: str
         where=where,
         kind="monitoring",
         network=definition.get("NetworkConfig"),
-        volume_key=_get(definition, f"{resources_field}.ClusterConfig.VolumeKmsKeyId"),
-        output_key=_get(definition, f"{output_field}.KmsKeyId"),
-        vpc=_get(definition, "NetworkConfig.VpcConfig"),
+        volume_key=value_at(definition, f"{resources_field}.ClusterConfig.VolumeKmsKeyId"),
+        output_key=value_at(definition, f"{output_field}.KmsKeyId"),
+        vpc=value_at(definition, "NetworkConfig.VpcConfig"),
     )
 
 
@@ -115,7 +116,7 @@ def parse_pipeline_definition(resource: Resource) -> Mapping[str, Any] | None:
     CloudFormation intrinsics inside the body become readable placeholders (``${Role.Arn}``,
     ``${churn-dev-data:DataKeyArn}``), so the result is plain JSON whatever CDK tokens it held.
     """
-    body = _get(_props(resource), "PipelineDefinition.PipelineDefinitionBody")
+    body = value_at(_props(resource), "PipelineDefinition.PipelineDefinitionBody")
     text = _render(body)
     if text is None:
         return None
@@ -179,17 +180,17 @@ def _pipeline_jobs(resource: Resource) -> Iterator[_Job]:
                 where=where,
                 kind="processing",
                 network=arguments.get("NetworkConfig"),
-                volume_key=_get(arguments, "ProcessingResources.ClusterConfig.VolumeKmsKeyId"),
-                output_key=_get(arguments, "ProcessingOutputConfig.KmsKeyId"),
-                vpc=_get(arguments, "NetworkConfig.VpcConfig"),
+                volume_key=value_at(arguments, "ProcessingResources.ClusterConfig.VolumeKmsKeyId"),
+                output_key=value_at(arguments, "ProcessingOutputConfig.KmsKeyId"),
+                vpc=value_at(arguments, "NetworkConfig.VpcConfig"),
             )
         elif kind == "Transform":
             yield _Job(
                 where=where,
                 kind="transform",
                 network=None,
-                volume_key=_get(arguments, "TransformResources.VolumeKmsKeyId"),
-                output_key=_get(arguments, "TransformOutput.KmsKeyId"),
+                volume_key=value_at(arguments, "TransformResources.VolumeKmsKeyId"),
+                output_key=value_at(arguments, "TransformOutput.KmsKeyId"),
                 vpc=None,
             )
 
@@ -202,8 +203,8 @@ def _training_job(where: str, arguments: Mapping[str, Any]) -> _Job:
             "EnableNetworkIsolation": arguments.get("EnableNetworkIsolation"),
             "EnableInterContainerTrafficEncryption": arguments.get("EnableInterContainerTrafficEncryption"),
         },
-        volume_key=_get(arguments, "ResourceConfig.VolumeKmsKeyId"),
-        output_key=_get(arguments, "OutputDataConfig.KmsKeyId"),
+        volume_key=value_at(arguments, "ResourceConfig.VolumeKmsKeyId"),
+        output_key=value_at(arguments, "OutputDataConfig.KmsKeyId"),
         vpc=arguments.get("VpcConfig"),
     )
 
@@ -214,7 +215,7 @@ def _jobs(resource: Resource) -> Iterator[_Job]:
     if kind in MONITORING_JOB_TYPES:
         yield _monitoring_job("Properties", props, MONITORING_JOB_TYPES[kind][0], "JobResources")
     elif kind == "AWS::SageMaker::MonitoringSchedule":
-        inline = _get(props, "MonitoringScheduleConfig.MonitoringJobDefinition")
+        inline = value_at(props, "MonitoringScheduleConfig.MonitoringJobDefinition")
         if inline:
             yield _monitoring_job(
                 "MonitoringScheduleConfig.MonitoringJobDefinition",
@@ -249,7 +250,7 @@ def _model_network_isolation(logical_id: str, resource: Resource) -> Iterator[tu
 def _model_in_vpc(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
     for where, model in _models(resource):
         vpc = model.get("VpcConfig")
-        if not (_set(_get(vpc, "Subnets")) and _set(_get(vpc, "SecurityGroupIds"))):
+        if not (_set(value_at(vpc, "Subnets")) and _set(value_at(vpc, "SecurityGroupIds"))):
             yield f"{where}.VpcConfig", "the model has no VPC subnets and security groups"
 
 
@@ -279,7 +280,7 @@ def _endpoint_config_kms(logical_id: str, resource: Resource) -> Iterator[tuple[
         return
     if any(True for _ in _instance_variants(resource)) and not _set(_props(resource).get("KmsKeyId")):
         yield "Properties.KmsKeyId", "the instance storage volumes use an AWS-owned key"
-    async_key = _get(_props(resource), "AsyncInferenceConfig.OutputConfig.KmsKeyId")
+    async_key = value_at(_props(resource), "AsyncInferenceConfig.OutputConfig.KmsKeyId")
     if _props(resource).get("AsyncInferenceConfig") and not _set(async_key):
         yield (
             "Properties.AsyncInferenceConfig.OutputConfig.KmsKeyId",
@@ -291,7 +292,7 @@ def _endpoint_data_capture(logical_id: str, resource: Resource) -> Iterator[tupl
     if resource.get("Type") != "AWS::SageMaker::EndpointConfig":
         return
     capture = _props(resource).get("DataCaptureConfig")
-    if not capture or _get(capture, "EnableCapture") is False or capture.get("EnableCapture") == "false":
+    if not capture or value_at(capture, "EnableCapture") is False or capture.get("EnableCapture") == "false":
         yield "Properties.DataCaptureConfig", "requests and predictions are not captured for Model Monitor"
     elif not _set(capture.get("KmsKeyId")):
         yield "Properties.DataCaptureConfig.KmsKeyId", "captured requests are not encrypted with a platform key"
@@ -301,13 +302,13 @@ def _job_network_isolation(logical_id: str, resource: Resource) -> Iterator[tupl
     for job in _jobs(resource):
         # Transform jobs take their isolation from the model. A processing job that must call an
         # AWS API (Feature Store ingestion) is acknowledged on its own pipeline, with the reason.
-        if job.kind != "transform" and not _is_true(_get(job.network, "EnableNetworkIsolation")):
+        if job.kind != "transform" and not _is_true(value_at(job.network, "EnableNetworkIsolation")):
             yield f"{job.where}.EnableNetworkIsolation", f"{job.kind} job is not network-isolated"
 
 
 def _job_inter_container_encryption(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
     for job in _jobs(resource):
-        if job.kind != "transform" and not _is_true(_get(job.network, "EnableInterContainerTrafficEncryption")):
+        if job.kind != "transform" and not _is_true(value_at(job.network, "EnableInterContainerTrafficEncryption")):
             yield (
                 f"{job.where}.EnableInterContainerTrafficEncryption",
                 f"{job.kind} job sends traffic between its instances unencrypted",
@@ -326,7 +327,7 @@ def _job_vpc(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
     for job in _jobs(resource):
         if job.kind == "transform":
             continue  # a transform job runs in its model's VPC
-        if not (_set(_get(job.vpc, "Subnets")) and _set(_get(job.vpc, "SecurityGroupIds"))):
+        if not (_set(value_at(job.vpc, "Subnets")) and _set(value_at(job.vpc, "SecurityGroupIds"))):
             yield f"{job.where}.VpcConfig", f"{job.kind} job does not run in the platform VPC"
 
 
@@ -335,13 +336,13 @@ def _feature_group_kms(logical_id: str, resource: Resource) -> Iterator[tuple[st
         return
     props = _props(resource)
     online = props.get("OnlineStoreConfig")
-    if online and _is_true(online.get("EnableOnlineStore")) and not _set(_get(online, "SecurityConfig.KmsKeyId")):
+    if online and _is_true(online.get("EnableOnlineStore")) and not _set(value_at(online, "SecurityConfig.KmsKeyId")):
         yield (
             "Properties.OnlineStoreConfig.SecurityConfig.KmsKeyId",
             "online store is not encrypted with a platform key",
         )
     offline = props.get("OfflineStoreConfig")
-    if offline and not _set(_get(offline, "S3StorageConfig.KmsKeyId")):
+    if offline and not _set(value_at(offline, "S3StorageConfig.KmsKeyId")):
         yield (
             "Properties.OfflineStoreConfig.S3StorageConfig.KmsKeyId",
             "offline store is not encrypted with a platform key",

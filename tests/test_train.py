@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xgboost as xgb
 
@@ -60,6 +61,22 @@ def test_trains_a_model_the_serving_container_loads(channels: Path) -> None:
     metrics = json.loads((channels / "output" / "data" / "metrics.json").read_text())
     assert metrics["validation"]["auc"] > 0.75
     assert booster.num_boosted_rounds() == metrics["best_round"]  # cut at the best round
+    train_rows = len(pd.read_csv(channels / "input" / "data" / "train" / "part-00000.csv", header=None))
+    assert metrics["train_metric_rows"] == train_rows  # a small set is measured whole
+    assert metrics["train"]["auc"] >= metrics["validation"]["auc"] - 0.05
+
+
+def test_training_metrics_of_a_large_set_use_a_seeded_sample() -> None:
+    from churn_data import TrainingData
+    from train import TRAIN_METRIC_ROWS, training_sample
+
+    rows = TRAIN_METRIC_ROWS + 7_000
+    features = np.arange(rows * 10, dtype=np.float32).reshape(rows, 10)
+    data = TrainingData(features=features, labels=(np.arange(rows) % 2).astype(np.float32), files=("a",))
+    first, count = training_sample(data, list(SCHEMA.model_features), seed=42)
+    again, _ = training_sample(data, list(SCHEMA.model_features), seed=42)
+    assert count == first.num_row() == TRAIN_METRIC_ROWS
+    assert np.array_equal(first.get_label(), again.get_label())  # the same sample every run
 
 
 def test_hyperparameters_file_and_command_line(channels: Path) -> None:
