@@ -34,7 +34,7 @@ import xgboost as xgb
 import inference
 from churn_data import generate_customers
 from feature_schema import load_schema
-from scripts.local_serving import free_port, running_server
+from scripts.local_serving import free_port, running_server, wait_for_ping
 
 CONSTANT_APP = """
 async def app(scope, receive, send):
@@ -129,16 +129,8 @@ def start_floor(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
             str(folder),
         ],
     )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("POST", "/invocations", body=b"1", headers={"Content-Type": "text/csv"})
-            if connection.getresponse().status == 200:
-                return process, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the floor server did not start")
+    wait_for_ping(port, process, timeout=30)  # the constant app answers every path
+    return process, port
 
 
 def timed_request(port: int, body: bytes) -> tuple[float, int]:

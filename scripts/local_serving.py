@@ -44,19 +44,52 @@ class LocalServer:
     def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
+        return request(self.port, method, path, body, headers)
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """(status, body) of one request to a server on this machine, on a fresh connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def serve_environment(model_dir: Path, port: int, workers: int) -> dict[str, str]:
+    """The environment SageMaker gives ``serve``: model folder, port, worker count."""
+    return {
+        **os.environ,
+        "SM_MODEL_DIR": str(model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+    }
+
+
+def wait_for_ping(port: int, process: subprocess.Popen[bytes], *, timeout: float = 60) -> float:
+    """Seconds until ``GET /ping`` answers 200; ServerFailedError if the process exits or time runs out."""
+    started = time.perf_counter()
+    while True:
+        if process.poll() is not None:
+            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise ServerFailedError(f"server exited {process.returncode}: {error[-2000:]}")
+        if time.perf_counter() - started > timeout:
+            raise ServerFailedError(f"server did not answer /ping within {timeout:.0f} s")
+        try:
+            if request(port, "GET", "/ping")[0] == 200:
+                return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.01)
 
 
 def unpack_model(archive: Path, folder: Path) -> Path:
@@ -70,29 +103,10 @@ def unpack_model(archive: Path, folder: Path) -> Path:
 def running_server(model_dir: Path, *, workers: int = 2, timeout: float = 60) -> Iterator[LocalServer]:
     """``inference_code/serve`` on a free port; ready (``/ping`` 200) when the block starts."""
     port = free_port()
-    environment = {
-        **os.environ,
-        "SM_MODEL_DIR": str(model_dir),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
-    }
-    started = time.perf_counter()
+    environment = serve_environment(model_dir, port, workers)
     process = subprocess.Popen([sys.executable, str(SERVE), "serve"], env=environment, stderr=subprocess.PIPE)
-    server = LocalServer(port, process, 0.0)
     try:
-        while True:
-            if process.poll() is not None:
-                error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                raise ServerFailedError(f"serve exited {process.returncode}: {error[-2000:]}")
-            if time.perf_counter() - started > timeout:
-                raise ServerFailedError(f"serve did not answer /ping within {timeout:.0f} s")
-            try:
-                if server.request("GET", "/ping")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.01)
-        server.startup_seconds = time.perf_counter() - started
-        yield server
+        yield LocalServer(port, process, wait_for_ping(port, process, timeout=timeout))
     finally:
         process.terminate()
         try:

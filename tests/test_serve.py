@@ -2,60 +2,17 @@
 
 from __future__ import annotations
 
-import http.client
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from scripts.local_serving import SERVE, free_port, request, wait_for_ping
+from scripts.local_serving import serve_environment as environment
 
-SERVE = ROOT / "inference_code" / "serve"
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def request(
-    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        assert process.poll() is None, process.stderr.read() if process.stderr else b""
-        try:
-            if request(port, "GET", "/ping")[0] == 200:
-                return time.perf_counter() - started
-        except OSError:
-            time.sleep(0.02)
-    raise AssertionError("serve did not answer /ping")
-
-
-def environment(model_dir: Path, port: int, workers: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SM_MODEL_DIR": str(model_dir),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
-    }
 
 
 def test_serve_answers_on_its_port_with_several_workers(serving_model_dir: Path) -> None:
@@ -64,7 +21,7 @@ def test_serve_answers_on_its_port_with_several_workers(serving_model_dir: Path)
         [sys.executable, str(SERVE), "serve"], env=environment(serving_model_dir, port, 2), stderr=subprocess.PIPE
     )
     try:
-        wait_ready(port, process)
+        wait_for_ping(port, process)
         status, body = request(
             port, "POST", "/invocations", b"12,70.5,845.2,1,2,0,2,1,1,0", {"Content-Type": "text/csv"}
         )
