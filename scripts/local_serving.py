@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE = ROOT / "inference_code" / "serve"
+MODEL_FILE = "xgboost-model"  # what SageMaker's model.tar.gz holds and serve loads
 TRAINING_CODE = ROOT / "training_code"
 WARM_UP_SECONDS = 2.0  # workers build the ONNX fast path and import pandas after /ping answers
 WARM_UP_REQUESTS = 50
@@ -93,9 +94,17 @@ def wait_for_ping(port: int, process: subprocess.Popen[bytes], *, timeout: float
 
 
 def unpack_model(archive: Path, folder: Path) -> Path:
-    """model.tar.gz -> folder/xgboost-model, as SageMaker unpacks it into /opt/ml/model."""
+    """model.tar.gz -> folder/xgboost-model, as SageMaker unpacks it into /opt/ml/model.
+
+    Only the model file is copied out, by name: no archive path is ever written to (and no need for
+    tarfile's extraction filters, which Python 3.11 gained in 3.11.4).
+    """
     with tarfile.open(archive) as tar:
-        tar.extractall(folder, filter="data")
+        member = next((m for m in tar.getmembers() if Path(m.name).name == MODEL_FILE and m.isfile()), None)
+        content = tar.extractfile(member) if member is not None else None
+        if content is None:
+            raise ServerFailedError(f"{archive} holds no {MODEL_FILE} (found {tar.getnames()[:5]})")
+        (folder / MODEL_FILE).write_bytes(content.read())
     return folder
 
 

@@ -20,7 +20,6 @@ import base64
 import html
 import json
 import tarfile
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,12 +58,14 @@ def load_model(model_input: Path) -> xgb.Booster:
     archives = sorted(model_input.glob("*.tar.gz"))
     if not archives:
         raise DataError(f"no {MODEL_FILE} and no model.tar.gz in {model_input}")
-    with tempfile.TemporaryDirectory() as folder, tarfile.open(archives[0]) as archive:
+    with tarfile.open(archives[0]) as archive:
         member = next((m for m in archive.getmembers() if Path(m.name).name == MODEL_FILE and m.isfile()), None)
         if member is None:
             raise DataError(f"{archives[0].name} holds no {MODEL_FILE} (found {archive.getnames()[:5]})")
-        archive.extract(member, folder, filter="data")
-        return xgb.Booster(model_file=str(Path(folder) / member.name))
+        # Read the one member in memory: nothing is written, whatever paths the archive holds.
+        content = archive.extractfile(member)
+        assert content is not None  # a regular file always has content
+        return xgb.Booster(model_file=bytearray(content.read()))
 
 
 def _metric(value: float) -> dict[str, Any]:
