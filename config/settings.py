@@ -516,6 +516,47 @@ class FeatureStoreSettings:
             )
 
 
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class OperationsSettings:
+    """Who is told when something needs a person, and how long the platform's own logs are kept."""
+
+    # The alarm topic's subscribers from the first deploy: e-mail addresses (each confirms once, from
+    # the message SNS sends) and HTTPS endpoints (a chat webhook, an incident tool).
+    alert_emails: tuple[str, ...] = ()
+    alert_https_endpoints: tuple[str, ...] = ()
+    # Log groups of the platform's functions (values CloudWatch Logs accepts).
+    log_retention_days: int = 365
+
+    def validate(self, path: str) -> None:
+        for index, address in enumerate(self.alert_emails):
+            if not _EMAIL_RE.match(address):
+                raise ConfigError(
+                    f"{path}.alert_emails[{index}]", address, "not an e-mail address, e.g. ops@example.com"
+                )
+        for index, url in enumerate(self.alert_https_endpoints):
+            if not re.fullmatch(r"https://[^\s/]+(/\S*)?", url):
+                raise ConfigError(
+                    f"{path}.alert_https_endpoints[{index}]",
+                    url,
+                    "must be an https:// URL (SNS delivers to HTTPS endpoints only; plain HTTP is refused)",
+                )
+        if not self.alert_emails and not self.alert_https_endpoints:
+            raise ConfigError(
+                f"{path}.alert_emails",
+                [],
+                "name at least one subscriber (alert_emails or alert_https_endpoints): alarms that reach nobody "
+                "protect nothing",
+            )
+        for name in ("alert_emails", "alert_https_endpoints"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{path}.{name}", list(values), "lists a subscriber twice")
+        _check_log_retention(f"{path}.log_retention_days", self.log_retention_days)
+
+
 @dataclass(frozen=True)
 class EnvironmentConfig:
     """Everything that differs between dev, staging and prod."""
@@ -530,6 +571,7 @@ class EnvironmentConfig:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     feature_store: FeatureStoreSettings = field(default_factory=FeatureStoreSettings)
+    operations: OperationsSettings = field(default_factory=OperationsSettings)
 
     @property
     def retain_data(self) -> bool:
@@ -572,6 +614,7 @@ class EnvironmentConfig:
         self.training.validate(f"{path}.training")
         self.serving.validate(f"{path}.serving", protected=self.name in PROTECTED_ENVIRONMENTS)
         self.feature_store.validate(f"{path}.feature_store")
+        self.operations.validate(f"{path}.operations")
 
 
 @dataclass(frozen=True)
@@ -750,6 +793,7 @@ __all__ = [
     "EnvironmentConfig",
     "FeatureStoreSettings",
     "NetworkSettings",
+    "OperationsSettings",
     "PlatformConfig",
     "ServingSettings",
     "ToolingConfig",

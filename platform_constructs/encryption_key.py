@@ -53,12 +53,22 @@ class EncryptionKey(kms.Key):
         )
 
     def allow_alarm_notifications(self) -> None:
-        """Let CloudWatch alarms of this account publish to SNS topics encrypted with the key."""
+        """Let CloudWatch alarms and EventBridge rules of this account publish to SNS topics encrypted
+        with the key (both encrypt the message with it when they publish)."""
         stack = Stack.of(self)
         self.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowCloudWatchAlarmsOfThisAccount",
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+        self.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowEventBridgeRulesOfThisAccount",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],  # in a key policy "*" means this key
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},

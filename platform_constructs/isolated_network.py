@@ -117,7 +117,10 @@ class IsolatedNetwork(Construct):
         self.job_security_group.add_egress_rule(
             self.job_security_group, ec2.Port.all_tcp(), "Between instances of one distributed job"
         )
-        for client in (self.job_security_group, self.inference_security_group):
+        self.function_security_group = self._security_group(
+            "FunctionSecurityGroup", "Lambda functions of the platform: HTTPS to AWS APIs through the endpoints"
+        )
+        for client in (self.job_security_group, self.inference_security_group, self.function_security_group):
             self.allow_endpoint_access(client)
             # The S3 gateway endpoint is reached through the route table, at S3's public addresses.
             # The isolated subnets have no other route out, so this reaches S3 and nothing else.

@@ -9,6 +9,7 @@ from config import EnvironmentConfig, PlatformConfig
 from policy.cdk_providers import AcceptCdkProviderFindings
 from stacks.data_stack import DataStack
 from stacks.network_stack import NetworkStack
+from stacks.operations_stack import OperationsStack
 from stacks.serving_stack import ServingStack
 from stacks.training_stack import TrainingStack
 
@@ -40,6 +41,16 @@ class PlatformStage(Stage):
             termination_protection=protect,
         )
 
+        self.operations = OperationsStack(
+            self,
+            "Operations",
+            env_config=env_config,
+            data=self.data,
+            stack_name=f"{prefix}-operations",
+            description=f"ML platform {env_config.name}: alarm topic and its subscribers",
+            termination_protection=protect,
+        )
+
         self.training = TrainingStack(
             self,
             "Training",
@@ -59,6 +70,7 @@ class PlatformStage(Stage):
             project=config.project,
             data=self.data,
             network=self.network.network,
+            alerts=self.operations.alerts,
             stack_name=f"{prefix}-serving",
             description=f"ML platform {env_config.name}: endpoint for approved models, alarms, batch scoring",
             termination_protection=protect,

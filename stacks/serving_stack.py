@@ -10,6 +10,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from config import EnvironmentConfig
+from platform_constructs.alert_topic import AlertTopic
 from platform_constructs.batch_scoring import BatchScoringPipeline
 from platform_constructs.execution_role import ServiceRole
 from platform_constructs.isolated_network import IsolatedNetwork
@@ -42,6 +43,7 @@ class ServingStack(Stack):
         project: str,
         data: DataStack,
         network: IsolatedNetwork,
+        alerts: AlertTopic,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -97,7 +99,7 @@ class ServingStack(Stack):
             "image-asset repository by the statement above.",
         )
 
-        alarm_topic = sns.Topic(self, "AlarmTopic", master_key=data.logs_key, enforce_ssl=True)
+        alarm_topic = alerts.topic
         async_topics = None
         if settings.inference_type == "async":
             async_topics = (
@@ -147,7 +149,6 @@ class ServingStack(Stack):
         self.add_stack_dependency(data)
         endpoint_output = CfnOutput(self, "EndpointName", value=endpoint_name)
         endpoint_output.condition = has_model
-        CfnOutput(self, "AlarmTopicArn", value=alarm_topic.topic_arn)
         CfnOutput(self, "BatchScoringPipelineName", value=f"{endpoint_name}-batch-scoring")
 
     def _model_package_parameters(self, variants: Any, shadow: bool, group: str) -> dict[str, str]:

@@ -74,7 +74,7 @@ def test_default_security_group_is_closed(synthesized: Synthesized, env: str) ->
 def test_security_groups_are_described_and_never_open_to_the_world(synthesized: Synthesized, env: str) -> None:
     template = synthesized.template(env, "Network")
     groups = resources_of_type(template, "AWS::EC2::SecurityGroup")
-    assert len(groups) == 3
+    assert len(groups) == 4  # VPC endpoints, jobs, inference, functions
     assert all(len(g["Properties"]["GroupDescription"]) > 20 for g in groups.values())
     ingress_rules = [r["Properties"] for r in resources_of_type(template, "AWS::EC2::SecurityGroupIngress").values()]
     for group in groups.values():

@@ -51,9 +51,8 @@ def test_model_packages_are_deploy_time_parameters_and_everything_waits_for_one(
     for kind in CONDITIONAL:
         for logical_id, resource in resources_of_type(template, kind).items():
             assert resource.get("Condition") == "HasApprovedModel", logical_id
-    # The batch scoring pipeline, roles and the alarm topic exist without a model.
+    # The batch scoring pipeline and the roles exist without a model.
     assert "Condition" not in one(template, "AWS::SageMaker::Pipeline")
-    assert "Condition" not in one(template, "AWS::SNS::Topic")
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])
@@ -135,15 +134,22 @@ def test_every_variant_scales_on_invocations_per_instance(
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_alarms_notify_an_encrypted_topic_and_a_dashboard_shows_the_endpoint(
+def test_alarms_notify_the_environments_alarm_topic_and_a_dashboard_shows_the_endpoint(
     synthesized: Synthesized, env: str
 ) -> None:
     template = synthesized.template(env, "Serving")
-    (topic_id,) = resources_of_type(template, "AWS::SNS::Topic")
-    assert "KmsMasterKeyId" in template["Resources"][topic_id]["Properties"]
-    for logical_id, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items():
-        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}], logical_id
-        assert alarm["Properties"]["OKActions"] == [{"Ref": topic_id}], logical_id
+    operations = synthesized.template(env, "Operations")
+    (topic_id,) = resources_of_type(operations, "AWS::SNS::Topic")
+    (output_name,) = [
+        name for name, o in operations["Outputs"].items() if o["Value"] == {"Ref": topic_id} and "Publish" in name
+    ]
+    alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
+    assert alarms
+    for logical_id, alarm in alarms.items():
+        for actions in (alarm["Properties"]["AlarmActions"], alarm["Properties"]["OKActions"]):
+            (action,) = actions
+            assert action["Fn::GetStackOutput"]["StackName"] == f"churn-{env}-operations", logical_id
+            assert action["Fn::GetStackOutput"]["OutputName"] == output_name, logical_id
     body = json.dumps(one(template, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
     for metric in ("Invocations", "Invocation5XXErrors", "ModelLatency", "OverheadLatency"):
         assert metric in body
@@ -240,7 +246,7 @@ def test_async_inference_passes_every_gate(tmp_path: Path) -> None:
     assert "KmsKeyId" in output
     assert set(output["NotificationConfig"]) == {"SuccessTopic", "ErrorTopic"}
     topics = resources_of_type(template, "AWS::SNS::Topic").values()
-    assert len(topics) == 3
+    assert len(topics) == 2  # success and error; the alarm topic lives in the Operations stack
     assert all("KmsMasterKeyId" in t["Properties"] for t in topics)
     (policy,) = resources_of_type(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
     metric = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]

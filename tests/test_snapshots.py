@@ -17,7 +17,9 @@ from tests.conftest import Synthesized
 
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 STACKS = [
-    f"{stage}/{stack}" for stage in ("Dev", "Staging", "Prod") for stack in ("Data", "Network", "Training", "Serving")
+    f"{stage}/{stack}"
+    for stage in ("Dev", "Staging", "Prod")
+    for stack in ("Data", "Network", "Operations", "Training", "Serving")
 ]
 
 
