@@ -12,11 +12,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aws_cdk import CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -39,7 +42,8 @@ class PlatformFunction(Construct):
     - failures: asynchronous invocations that fail after Lambda's retries land in an encrypted SQS
       dead-letter queue (kept 14 days); reserved concurrency caps how many run at once (one by
       default: the platform's functions change state and must not race themselves);
-    - permissions: a :class:`ServiceRole` (one customer-managed policy); grant through ``role``.
+    - permissions: a :class:`ServiceRole` (one customer-managed policy); grant through ``role``;
+    - alarms: a failed invocation, and an event in the dead-letter queue, notify ``alarm_topic``.
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class PlatformFunction(Construct):
         subnets: ec2.SelectedSubnets,
         security_group: ec2.ISecurityGroup,
         key: kms.IKey,
+        alarm_topic: sns.ITopic,
         log_retention_days: int,
         retain: bool,
         environment: Mapping[str, str] | None = None,
@@ -108,6 +113,7 @@ class PlatformFunction(Construct):
         )
         # Lambda checks the role's network permissions when it creates the function.
         self.function.node.add_dependency(self.role.policy)
+        self.alarms = self._alarms(alarm_topic, description)
         ignore_cfn_lint(
             typing.cast(CfnResource, self.function.node.default_child),
             "W3005",
@@ -150,6 +156,35 @@ class PlatformFunction(Construct):
             wildcard_reason="Lambda creates the function's network interfaces at run time, so their IDs are "
             "unknown; creation is limited to the platform's subnets and the functions' security group.",
         )
+
+    def _alarms(self, topic: sns.ITopic, description: str) -> list[cloudwatch.Alarm]:
+        """A person hears of every failed invocation and of every event that gave up in the queue."""
+        errors = cloudwatch.Alarm(
+            self,
+            "ErrorsAlarm",
+            alarm_description=f"{description}: an invocation failed (see the function's log group)",
+            metric=self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        dead_letters = cloudwatch.Alarm(
+            self,
+            "DeadLettersAlarm",
+            alarm_description=f"{description}: an event failed after every retry and waits in the dead-letter queue",
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        action = cw_actions.SnsAction(topic)
+        for alarm in (errors, dead_letters):
+            alarm.add_alarm_action(action)
+        return [errors, dead_letters]
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.function.grant_invoke(grantee)

@@ -10,6 +10,7 @@ from aws_cdk import App, Aspects, Environment, Stack
 from aws_cdk.assertions import Template
 
 from app import create_app
+from platform_constructs.alert_topic import AlertTopic
 from platform_constructs.encryption_key import EncryptionKey
 from platform_constructs.isolated_network import IsolatedNetwork
 from platform_constructs.platform_function import PlatformFunction
@@ -47,6 +48,7 @@ def _function_stack(app: App, code_dir: Path) -> Stack:
         subnets=network.selected_subnets,
         security_group=network.function_security_group,
         key=key,
+        alarm_topic=AlertTopic(stack, "Alerts", key=key, emails=["ops@example.com"]).topic,
         log_retention_days=30,
         retain=False,
         environment={"SETTING": "value"},
