@@ -22,6 +22,10 @@ milliseconds) have no defined winner.
 Duplicate entity rows are merged. The result has the raw-data columns preprocessing reads (id, event
 time, features, label) plus the cutoff, so it can feed the training pipeline as it is.
 
+The entities come from a table (``entity_table``) or from a query (``entity_query``), such as
+:func:`labels_query`, which reads one dataset of the labels table (customer id, label time, label)
+and names the label time the cutoff: features as of each label's time.
+
 The SQL is written for Athena (Trino), the engine that queries the offline store, and for DuckDB,
 which proves its semantics locally (``tests/test_training_set.py``). Times are ISO 8601 strings on
 both sides (the feature group stores its event time that way); the one difference between the two
@@ -30,12 +34,16 @@ dialects is the function that parses them.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from feature_schema import FeatureSchema
 
 Dialect = Literal["athena", "duckdb"]
 CUTOFF_COLUMN = "cutoff_time"
+# The labels table (build_training_set.py): one row per customer and label time, partitioned by dataset.
+LABEL_TIME_COLUMN = "label_time"
+LABELS_PARTITION = "dataset"
 # Columns Feature Store adds to every record of the offline store.
 WRITE_TIME = "write_time"
 API_INVOCATION_TIME = "api_invocation_time"
@@ -59,19 +67,48 @@ def quote(identifier: str) -> str:
     return ".".join(f'"{part}"' for part in parts)
 
 
+def literal(value: str) -> str:
+    """A SQL string literal of a name-like value (letters, digits, ``._=-``); anything else is refused."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,99}", value):
+        raise ValueError(
+            f"not a dataset name: {value!r}; use 1-100 letters, digits, '.', '_', '=' or '-', starting with a "
+            "letter or digit"
+        )
+    return f"'{value}'"
+
+
+def labels_query(schema: FeatureSchema, *, labels_table: str, dataset: str) -> str:
+    """The entities of one labels dataset: record identifier, label time as the cutoff, the label.
+
+    The labels table stores text (CSV); the label is cast to an integer, the label time stays ISO
+    8601 text like the event times it is compared with.
+    """
+    identifier = quote(schema.record_identifier.name)
+    label = quote(schema.label.name)
+    columns = f"{identifier}, {quote(LABEL_TIME_COLUMN)} AS {quote(CUTOFF_COLUMN)}, CAST({label} AS integer) AS {label}"
+    where = f"{quote(LABELS_PARTITION)} = {literal(dataset)}"
+    # Quoted identifiers and a checked name-like literal only.
+    return f"SELECT {columns} FROM {quote(labels_table)} WHERE {where}"  # noqa: S608
+
+
 def point_in_time_query(
     schema: FeatureSchema,
     *,
     feature_table: str,
-    entity_table: str,
+    entity_table: str | None = None,
+    entity_query: str | None = None,
     dialect: Dialect,
     label: bool = True,
 ) -> str:
     """SELECT the latest features at or before each entity's cutoff; see the module docstring.
 
-    ``feature_table`` is the offline store's table (``database.table``); ``entity_table`` has the
-    record identifier, ``cutoff_time`` (ISO 8601 string) and, when ``label``, the schema's label.
+    ``feature_table`` is the offline store's table (``database.table``). The entities are a table,
+    ``entity_table``, or a SELECT, ``entity_query`` (exactly one of the two); they have the record
+    identifier, ``cutoff_time`` (ISO 8601 string) and, when ``label``, the schema's label.
     """
+    if (entity_table is None) == (entity_query is None):
+        raise ValueError("give the entities as entity_table or as entity_query, not both or neither")
+    entity_source = quote(entity_table) if entity_table is not None else f"({entity_query}) AS labelled"
     identifier = quote(schema.record_identifier.name)
     event_time = quote(schema.event_time.name)
     cutoff = quote(CUTOFF_COLUMN)
@@ -93,7 +130,7 @@ def point_in_time_query(
     # Only quoted identifiers from the schema and the caller's table names go in; no values.
     return f"""WITH entities AS (
     SELECT DISTINCT {entity_columns}
-    FROM {quote(entity_table)}
+    FROM {entity_source}
 ),
 candidates AS (
     SELECT
