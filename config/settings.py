@@ -139,6 +139,7 @@ _ACCOUNT_RE = re.compile(r"^\d{12}$")
 # Both go into S3 bucket names (<project>-<env>-<purpose>-<account>-<region>, at most 63 characters).
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,9}$")
 _PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{1,11}$")
+_DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,99}$")
 _INSTANCE_RE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
 _PRIVATE_NETWORKS = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
@@ -299,6 +300,11 @@ class TrainingSettings:
     schedule: str = "cron(0 3 ? * MON *)"
     schedule_timezone: str = "UTC"
     tuning: TuningSettings = field(default_factory=TuningSettings)
+    # Where the training data comes from: "feature_store" builds a point-in-time training set from the
+    # offline store and a labels dataset (s3://<raw bucket>/labels/<labels_dataset>/); "raw" trains on
+    # the raw files as they land, for a new environment whose feature store and labels are still empty.
+    source: Literal["feature_store", "raw"] = "raw"
+    labels_dataset: str = "current"
 
     def validate(self, path: str) -> None:
         family = check_instance_type(f"{path}.instance_type", self.instance_type)
@@ -334,6 +340,13 @@ class TrainingSettings:
                 f"{path}.schedule", self.schedule, "must be an EventBridge Scheduler expression: cron(...) or rate(...)"
             )
         self.tuning.validate(f"{path}.tuning")
+        if not _DATASET_RE.match(self.labels_dataset):
+            raise ConfigError(
+                f"{path}.labels_dataset",
+                self.labels_dataset,
+                "must be 1-100 letters, digits, '.', '_', '=' or '-', starting with a letter or digit: it is the "
+                "folder s3://<raw bucket>/labels/<labels_dataset>/ and a partition value in the labels table",
+            )
 
 
 _VARIANT_RE = re.compile(r"^[A-Z][A-Za-z0-9]{0,30}$")

@@ -120,7 +120,18 @@ class IsolatedNetwork(Construct):
         self.function_security_group = self._security_group(
             "FunctionSecurityGroup", "Lambda functions of the platform: HTTPS to AWS APIs through the endpoints"
         )
-        for client in (self.job_security_group, self.inference_security_group, self.function_security_group):
+        # Jobs that must call an AWS API themselves (training-set queries in Athena) cannot be
+        # network-isolated; the guardrails let an unisolated job run in this group only, which reaches
+        # the endpoints and S3 and nothing else (not even other jobs' instances).
+        self.query_job_security_group = self._security_group(
+            "QueryJobSecurityGroup", "SageMaker jobs that query AWS APIs (Athena): HTTPS to the endpoints and S3 only"
+        )
+        for client in (
+            self.job_security_group,
+            self.inference_security_group,
+            self.function_security_group,
+            self.query_job_security_group,
+        ):
             self.allow_endpoint_access(client)
             # The S3 gateway endpoint is reached through the route table, at S3's public addresses.
             # The isolated subnets have no other route out, so this reaches S3 and nothing else.

@@ -1,7 +1,11 @@
 """The SageMaker Pipeline definition of the training workflow, written as data, offline.
 
-Preprocess -> Train (or Tune) -> Evaluate -> CheckAuc -> [DataQualityBaseline -> RegisterModel]
-                                                      else [AucBelowThreshold (Fail)]
+[BuildTrainingSet ->] Preprocess -> Train (or Tune) -> Evaluate -> CheckAuc -> [DataQualityBaseline -> RegisterModel]
+                                                                            else [AucBelowThreshold (Fail)]
+
+``BuildTrainingSet`` is there when ``training.source`` is ``feature_store``: it queries the offline
+store in Athena for a point-in-time training set (training_code/build_training_set.py), which
+Preprocess reads instead of the raw files.
 
 The definition is the JSON the SageMaker Pipelines service executes (version 2020-12-01). Its step
 arguments are the CreateProcessingJob / CreateTrainingJob / CreateHyperParameterTuningJob /
@@ -93,6 +97,25 @@ class PipelineInputs:
     subnet_ids: list[str]
     security_group_ids: list[str]
     model_package_group_name: str
+    training_set: TrainingSetInputs | None = None  # required when settings.source is "feature_store"
+
+
+@dataclass(frozen=True)
+class TrainingSetInputs:
+    """What the BuildTrainingSet step queries and with which role; values may be CDK tokens."""
+
+    role_arn: str
+    security_group_ids: list[str]  # the query jobs' security group: the one unisolated jobs may use
+    workgroup: str
+    database: str
+    feature_table: str
+    labels_table: str
+    labels_root_uri: str  # s3://<raw bucket>/labels/
+    default_labels_uri: str  # s3://<raw bucket>/labels/<dataset>/
+
+
+BUILD_TRAINING_SET = "BuildTrainingSet"
+TRAINING_SET_REPORT = "training_set.json"
 
 
 def get(path: str) -> dict[str, str]:
@@ -109,7 +132,7 @@ EXECUTION_ID = get("Execution.PipelineExecutionId")
 def _parameters(inputs: PipelineInputs) -> list[dict[str, Any]]:
     s = inputs.settings
     return [
-        {"Name": "InputDataUri", "Type": "String", "DefaultValue": inputs.raw_data_uri},
+        _data_parameter(inputs),
         {"Name": "ProcessingInstanceType", "Type": "String", "DefaultValue": s.processing_instance_type},
         {"Name": "TrainingInstanceType", "Type": "String", "DefaultValue": s.instance_type},
         {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": s.instance_count},
@@ -118,6 +141,19 @@ def _parameters(inputs: PipelineInputs) -> list[dict[str, Any]]:
         *([{"Name": "MaxWaitSeconds", "Type": "Integer", "DefaultValue": s.max_wait_seconds}] if s.use_spot else []),
         {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": "PendingManualApproval"},
     ]
+
+
+def _data_parameter(inputs: PipelineInputs) -> dict[str, Any]:
+    """Where the training data comes from: the labels of a feature-store training set, or raw files."""
+    if inputs.settings.source == "feature_store":
+        return {"Name": "LabelsUri", "Type": "String", "DefaultValue": _training_set(inputs).default_labels_uri}
+    return {"Name": "InputDataUri", "Type": "String", "DefaultValue": inputs.raw_data_uri}
+
+
+def _training_set(inputs: PipelineInputs) -> TrainingSetInputs:
+    if inputs.training_set is None:
+        raise ValueError("training.source = 'feature_store' needs PipelineInputs.training_set (the query's tables)")
+    return inputs.training_set
 
 
 def _processing_input(name: str, uri: Any, local: str) -> dict[str, Any]:
@@ -167,7 +203,7 @@ def _processing_job(
     job_inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],
     entrypoint: list[str] | None = None,
-    arguments: list[str] | None = None,
+    arguments: list[Any] | None = None,
     environment: dict[str, str] | None = None,
     max_runtime: int = 3600,
 ) -> dict[str, Any]:
@@ -214,6 +250,83 @@ def _output_uri(inputs: PipelineInputs, name: str) -> dict[str, Any]:
     return join(inputs.processed_uri, EXECUTION_ID, name)
 
 
+def _build_training_set(inputs: PipelineInputs) -> dict[str, Any]:
+    """The point-in-time training set from the offline store, for the LabelsUri dataset (Athena).
+
+    The job calls Athena, so it cannot be network-isolated: it runs in the isolated subnets in the
+    query jobs' security group (the only one the guardrails let an unisolated job use) and reaches
+    Athena and S3 through the VPC endpoints, with a role that may query one workgroup and read the
+    offline store and the labels only.
+    """
+    source = _training_set(inputs)
+    context = _JobContext(
+        inputs.settings.volume_size_gb, inputs.data_key_arn, inputs.subnet_ids, source.security_group_ids, False
+    )
+    labels_uri = get("Parameters.LabelsUri")
+    return {
+        "Name": BUILD_TRAINING_SET,
+        "Type": "Processing",
+        "Arguments": _processing_job(
+            context,
+            image=inputs.training_image,
+            role_arn=source.role_arn,
+            entrypoint=_script("build_training_set"),
+            arguments=[
+                "--engine",
+                "athena",
+                "--labels-uri",
+                labels_uri,
+                "--labels-root",
+                source.labels_root_uri,
+                "--database",
+                source.database,
+                "--feature-table",
+                source.feature_table,
+                "--labels-table",
+                source.labels_table,
+                "--workgroup",
+                source.workgroup,
+                "--region",
+                inputs.region,
+            ],
+            job_inputs=[
+                _processing_input("code", inputs.code_uri, f"{PROCESSING}/input/code"),
+                _processing_input("labels", labels_uri, f"{PROCESSING}/input/labels"),
+            ],
+            outputs=[
+                _processing_output(
+                    "training_set", _output_uri(inputs, "training-set"), f"{PROCESSING}/output/training_set"
+                ),
+                _processing_output("report", _output_uri(inputs, "training-set-report"), f"{PROCESSING}/output/report"),
+            ],
+        ),
+        "RetryPolicies": RETRY_ON_CAPACITY,
+    }
+
+
+def _training_set_output(name: str) -> dict[str, str]:
+    return get(f"Steps.{BUILD_TRAINING_SET}.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri")
+
+
+def _training_data_uri(inputs: PipelineInputs) -> Any:
+    """What Preprocess reads: the built training set, or the raw files of InputDataUri."""
+    if inputs.settings.source == "feature_store":
+        return _training_set_output("training_set")
+    return get("Parameters.InputDataUri")
+
+
+def _training_data_metadata(inputs: PipelineInputs) -> dict[str, Any]:
+    """What the model version records about the data it learnt from (CustomerMetadataProperties)."""
+    if inputs.settings.source == "feature_store":
+        return {
+            "TrainingSource": "feature_store",
+            "LabelsUri": get("Parameters.LabelsUri"),
+            # The query text, the query execution, the label files and the row counts.
+            "TrainingSetReport": join(_training_set_output("report"), TRAINING_SET_REPORT),
+        }
+    return {"TrainingSource": "raw", "InputDataUri": get("Parameters.InputDataUri")}
+
+
 def _preprocess(inputs: PipelineInputs) -> dict[str, Any]:
     return {
         "Name": "Preprocess",
@@ -226,7 +339,7 @@ def _preprocess(inputs: PipelineInputs) -> dict[str, Any]:
             arguments=["--shards", str(FEATURE_SHARDS)],
             job_inputs=[
                 _processing_input("code", inputs.code_uri, f"{PROCESSING}/input/code"),
-                _processing_input("raw", get("Parameters.InputDataUri"), f"{PROCESSING}/input/raw"),
+                _processing_input("raw", _training_data_uri(inputs), f"{PROCESSING}/input/raw"),
             ],
             outputs=[
                 _processing_output(name, _output_uri(inputs, name), f"{PROCESSING}/output/{name}")
@@ -441,7 +554,10 @@ def _register(inputs: PipelineInputs, model_uri: Any) -> dict[str, Any]:
                     "Constraints": {"ContentType": "application/json", "S3Uri": join(baseline, "constraints.json")},
                 }
             },
-            "CustomerMetadataProperties": {"PipelineExecutionArn": get("Execution.PipelineExecutionArn")},
+            "CustomerMetadataProperties": {
+                "PipelineExecutionArn": get("Execution.PipelineExecutionArn"),
+                **_training_data_metadata(inputs),
+            },
         },
     }
 
@@ -480,7 +596,13 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             "ExperimentName": get("Execution.PipelineName"),
             "TrialName": get("Execution.PipelineExecutionId"),
         },
-        "Steps": [_preprocess(inputs), train, _evaluate(inputs, model_uri, train["Name"]), check],
+        "Steps": [
+            *([_build_training_set(inputs)] if inputs.settings.source == "feature_store" else []),
+            _preprocess(inputs),
+            train,
+            _evaluate(inputs, model_uri, train["Name"]),
+            check,
+        ],
     }
 
 

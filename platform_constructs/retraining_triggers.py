@@ -1,24 +1,24 @@
-"""What starts the pipelines without a person: a schedule (training), and new raw data (training and,
-when there is one, feature ingestion)."""
+"""What starts the training pipeline on a schedule, without a person.
+
+New raw data starts ingestion and then training batch by batch, through the batch starter
+(:mod:`platform_constructs.batch_ingestion`), never directly: training on a batch must wait for
+that batch's ingestion.
+"""
 
 from __future__ import annotations
 
 from aws_cdk import Stack
-from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
 from platform_constructs.execution_role import ServiceRole
 
-# Upload a batch of raw files, then this marker under the same prefix (Spark and Glue write it too):
-# one pipeline execution per batch, not one per file.
-READY_MARKER = "_SUCCESS"
-
 
 class RetrainingTriggers(Construct):
-    """An EventBridge Scheduler schedule and an EventBridge rule on the raw bucket, both starting the
-    pipeline through roles that may start that pipeline only."""
+    """An EventBridge Scheduler schedule that starts the pipeline with its default parameters (with
+    ``training.source = "feature_store"``: a training set from the offline store as of now and the
+    default labels), through a role that may start that pipeline only."""
 
     def __init__(
         self,
@@ -29,9 +29,6 @@ class RetrainingTriggers(Construct):
         pipeline_name: str,
         schedule: str,
         timezone: str,
-        raw_bucket_name: str,
-        raw_prefix: str,
-        ingestion_pipeline_arn: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         account = Stack.of(self).account
@@ -65,43 +62,4 @@ class RetrainingTriggers(Construct):
                     maximum_event_age_in_seconds=3600, maximum_retry_attempts=3
                 ),
             ),
-        )
-
-        events_role = ServiceRole(
-            self,
-            "NewDataRuleRole",
-            assumed_by=iam.ServicePrincipal(
-                "events.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
-            ),
-            description=f"EventBridge: starts {pipeline_name} when a raw data batch is complete",
-        )
-        started = [pipeline_arn, *([ingestion_pipeline_arn] if ingestion_pipeline_arn else [])]
-        events_role.allow(["sagemaker:StartPipelineExecution"], started)
-        self.new_data_rule = events.CfnRule(
-            self,
-            "NewDataRule",
-            description=f"Retrain when a {READY_MARKER} marker lands under s3://<raw bucket>/{raw_prefix}",
-            state="ENABLED",
-            event_pattern={
-                "source": ["aws.s3"],
-                "detail-type": ["Object Created"],
-                "detail": {
-                    "bucket": {"name": [raw_bucket_name]},
-                    "object": {"key": [{"wildcard": f"{raw_prefix}*{READY_MARKER}"}]},
-                },
-            },
-            targets=[
-                events.CfnRule.TargetProperty(
-                    id=target_id,
-                    arn=arn,
-                    role_arn=events_role.role_arn,
-                    sage_maker_pipeline_parameters=events.CfnRule.SageMakerPipelineParametersProperty(
-                        pipeline_parameter_list=[]
-                    ),
-                    retry_policy=events.CfnRule.RetryPolicyProperty(
-                        maximum_event_age_in_seconds=3600, maximum_retry_attempts=3
-                    ),
-                )
-                for target_id, arn in zip(("TrainingPipeline", "FeatureIngestionPipeline"), started, strict=False)
-            ],
         )

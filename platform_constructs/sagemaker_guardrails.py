@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -44,7 +45,9 @@ class SageMakerGuardrails(iam.ManagedPolicy):
     ``volume_keys`` and ``output_keys`` are the only KMS keys jobs may use. Processing jobs must be
     network-isolated unless ``isolate_processing=False`` (a job that calls an AWS API, such as
     Feature Store ingestion, cannot be isolated; it still runs in the VPC and reaches AWS only
-    through the VPC endpoints).
+    through the VPC endpoints). With ``unisolated_processing_security_groups``, processing jobs stay
+    isolated except those that run in exactly those security groups (the training pipeline's
+    training-set query, in a group that reaches the VPC endpoints and S3 only).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class SageMakerGuardrails(iam.ManagedPolicy):
         volume_keys: Sequence[kms.IKey],
         output_keys: Sequence[kms.IKey],
         isolate_processing: bool = True,
+        unisolated_processing_security_groups: Sequence[ec2.ISecurityGroup] = (),
     ) -> None:
         if not volume_keys or not output_keys:
             raise ValueError("SageMakerGuardrails needs at least one volume key and one output key")
@@ -65,13 +69,28 @@ class SageMakerGuardrails(iam.ManagedPolicy):
             "encrypted with keys other than the platform's",
         )
         isolated_actions: tuple[str, ...] = (*_TRAINING, "sagemaker:CreateModel", *_MONITORING_JOB_DEFINITIONS)
-        if isolate_processing:
+        exempt_groups = [group.security_group_id for group in unisolated_processing_security_groups]
+        if isolate_processing and not exempt_groups:
             isolated_actions += _PROCESSING
 
         self._deny("DenyJobsOutsideVpcSubnets", VPC_ACTIONS, {"Null": {"sagemaker:VpcSubnets": "true"}})
         self._deny("DenyJobsWithoutSecurityGroups", VPC_ACTIONS, {"Null": {"sagemaker:VpcSecurityGroupIds": "true"}})
         self._deny("DenyNetworkIsolationOff", isolated_actions, {"Bool": {"sagemaker:NetworkIsolation": "false"}})
         self._deny("DenyNetworkIsolationUnset", isolated_actions, {"Null": {"sagemaker:NetworkIsolation": "true"}})
+        if isolate_processing and exempt_groups:
+            # Unisolated processing only with every security group one of the exempt ones (the
+            # multivalued key: deny when any group of the request is another).
+            self._deny(
+                "DenyUnisolatedProcessingOutsideQueryGroups",
+                _PROCESSING,
+                {
+                    "Bool": {"sagemaker:NetworkIsolation": "false"},
+                    "ForAnyValue:StringNotEquals": {"sagemaker:VpcSecurityGroupIds": exempt_groups},
+                },
+            )
+            self._deny(
+                "DenyProcessingNetworkIsolationUnset", _PROCESSING, {"Null": {"sagemaker:NetworkIsolation": "true"}}
+            )
         self._deny(
             "DenyInterContainerEncryptionOff",
             ENCRYPTED_TRAFFIC_ACTIONS,

@@ -16,9 +16,16 @@ from platform_constructs.code_bundle import training_code_bundle
 from platform_constructs.execution_role import ServiceRole
 from platform_constructs.images import model_monitor_image, xgboost_image
 from platform_constructs.model_registry import REGISTER_ACTIONS, registry_arns
-from platform_constructs.pipeline_definition import PipelineInputs, build_definition
+from platform_constructs.pipeline_definition import (
+    BUILD_TRAINING_SET,
+    PipelineInputs,
+    TrainingSetInputs,
+    build_definition,
+)
 from platform_constructs.sagemaker_guardrails import SageMakerGuardrails
 from platform_constructs.sagemaker_network_policy import SageMakerNetworkPolicy
+from platform_constructs.training_set_source import TrainingSetSource, allow_training_set_queries
+from policy.acknowledge import acknowledge
 
 PIPELINE_PREFIX = "pipelines/"
 CHECKPOINT_PREFIX = "checkpoints/"
@@ -38,10 +45,15 @@ class TrainingPipeline(Construct):
     """A ``CfnPipeline`` with one least-privilege role per job type and the deny guardrails.
 
     Roles: ``PipelineRole`` (SageMaker Pipelines starts the jobs and registers the model; it may
-    pass only the three job roles), ``ProcessingRole`` (preprocess, evaluate), ``TrainingRole``
+    pass only the job roles), ``ProcessingRole`` (preprocess, evaluate), ``TrainingRole``
     (training and tuning jobs) and ``BaselineRole`` (the Model Monitor data-quality baseline). Every
     job runs in the isolated subnets with the job security group, network-isolated, with encrypted
     inter-container traffic and KMS-encrypted volumes and outputs.
+
+    With ``settings.source == "feature_store"`` the pipeline starts with ``BuildTrainingSet`` in its
+    own ``TrainingSetRole`` (one Athena workgroup, two tables, the offline store and the labels): the
+    one job that is not network-isolated, because it calls Athena; the guardrails allow that only in
+    ``training_set_source.security_group``, which reaches the VPC endpoints and S3 and nothing else.
     """
 
     def __init__(
@@ -62,9 +74,13 @@ class TrainingPipeline(Construct):
         subnets: ec2.SelectedSubnets,
         security_group: ec2.ISecurityGroup,
         serving_image_uri: str | None = None,
+        training_set_source: TrainingSetSource | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
+        from_feature_store = settings.source == "feature_store"
+        if from_feature_store and training_set_source is None:
+            raise ValueError("training.source = 'feature_store' needs training_set_source (the tables to query)")
         region = stack.region
         self.pipeline_name = pipeline_name
         self.code = s3_assets.Asset(self, "TrainingCode", path=str(training_code_bundle()))
@@ -77,11 +93,17 @@ class TrainingPipeline(Construct):
             log_path="/aws/sagemaker/*",
         )
         self.guardrails = SageMakerGuardrails(
-            self, "Guardrails", volume_keys=[data_key, model_key], output_keys=[data_key, model_key]
+            self,
+            "Guardrails",
+            volume_keys=[data_key, model_key],
+            output_keys=[data_key, model_key],
+            unisolated_processing_security_groups=(
+                [training_set_source.security_group] if from_feature_store and training_set_source else []
+            ),
         )
 
-        def job_role(id_: str, description: str) -> ServiceRole:
-            role = ServiceRole(self, id_, assumed_by=SAGEMAKER, description=description, managed_policies=[job_network])
+        def job_role(id_: str, description: str, network: iam.IManagedPolicy = job_network) -> ServiceRole:
+            role = ServiceRole(self, id_, assumed_by=SAGEMAKER, description=description, managed_policies=[network])
             self.guardrails.attach_to(role.role)
             role.read_object(self.code.bucket, self.code.s3_object_key)
             return role
@@ -103,6 +125,35 @@ class TrainingPipeline(Construct):
         )
         self.baseline_role.read_objects(processed_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
         self.baseline_role.write_objects(monitoring_bucket, BASELINE_PREFIX, reason=PREFIX_REASON)
+
+        self.training_set_role: ServiceRole | None = None
+        training_set: TrainingSetInputs | None = None
+        if from_feature_store and training_set_source is not None:
+            query_network = SageMakerNetworkPolicy(
+                self,
+                "QueryJobNetworkPolicy",
+                vpc=vpc,
+                subnets=subnets,
+                security_group=training_set_source.security_group,
+                log_path="/aws/sagemaker/*",
+            )
+            self.training_set_role = job_role(
+                "TrainingSetRole",
+                "SageMaker processing job that builds training sets from the feature store",
+                network=query_network,
+            )
+            allow_training_set_queries(self.training_set_role, training_set_source)
+            self.training_set_role.write_objects(processed_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+            training_set = TrainingSetInputs(
+                role_arn=self.training_set_role.role_arn,
+                security_group_ids=[training_set_source.security_group.security_group_id],
+                workgroup=training_set_source.workgroup_name,
+                database=training_set_source.database_name,
+                feature_table=training_set_source.feature_table_name,
+                labels_table=training_set_source.labels_table_name,
+                labels_root_uri=training_set_source.labels_root_uri,
+                default_labels_uri=training_set_source.default_labels_uri,
+            )
 
         self.pipeline_role = ServiceRole(
             self, "PipelineRole", assumed_by=SAGEMAKER, description="SageMaker Pipelines: runs the training pipeline"
@@ -137,6 +188,7 @@ class TrainingPipeline(Construct):
             subnet_ids=list(subnets.subnet_ids),
             security_group_ids=[security_group.security_group_id],
             model_package_group_name=model_package_group_name,
+            training_set=training_set,
         )
         self.definition = build_definition(inputs)
         self.pipeline = sagemaker.CfnPipeline(
@@ -144,7 +196,11 @@ class TrainingPipeline(Construct):
             "Pipeline",
             pipeline_name=pipeline_name,
             pipeline_display_name=pipeline_name,
-            pipeline_description="Churn model: preprocess, train or tune, evaluate, AUC gate, baseline, register",
+            pipeline_description=(
+                "Churn model: "
+                + ("build the training set, " if from_feature_store else "")
+                + "preprocess, train or tune, evaluate, AUC gate, baseline, register"
+            ),
             role_arn=self.pipeline_role.role_arn,
             pipeline_definition={"PipelineDefinitionBody": stack.to_json_string(self.definition)},
             # A plain mapping: the L1 property class renders this key in camelCase, which CloudFormation rejects.
@@ -152,6 +208,15 @@ class TrainingPipeline(Construct):
         )
         # The pipeline may start only once its role's permissions exist.
         self.pipeline.node.add_dependency(self.pipeline_role.policy)
+        if from_feature_store:
+            acknowledge(
+                self.pipeline,
+                "MlPlatform-JobNetworkIsolation",
+                f"{BUILD_TRAINING_SET} calls Athena, which a network-isolated job cannot reach; it runs in the "
+                "isolated subnets in the query jobs' security group (HTTPS to the VPC endpoints and S3 only), the "
+                "guardrails deny an unisolated job in any other group, and its role may query one workgroup and "
+                "read the offline store and the labels only. Every other job of the pipeline is isolated.",
+            )
         self.pipeline_arn = stack.format_arn(service="sagemaker", resource="pipeline", resource_name=pipeline_name)
 
     def _allow_pipeline_to_run_jobs(self, stack: Stack, model_package_group_name: str) -> None:
@@ -184,9 +249,12 @@ class TrainingPipeline(Construct):
             wildcard_reason="Every registration creates a new model version ARN (<group>/<version>); "
             "the statement covers versions of this environment's group only.",
         )
+        job_roles = [self.processing_role, self.training_role, self.baseline_role]
+        if self.training_set_role is not None:
+            job_roles.append(self.training_set_role)
         role.allow(
             ["iam:PassRole"],
-            [self.processing_role.role_arn, self.training_role.role_arn, self.baseline_role.role_arn],
+            [job.role_arn for job in job_roles],
             {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         )
 

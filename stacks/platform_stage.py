@@ -58,6 +58,7 @@ class PlatformStage(Stage):
             project=config.project,
             data=self.data,
             network=self.network.network,
+            alerts=self.operations.alerts,
             stack_name=f"{prefix}-training",
             description=f"ML platform {env_config.name}: SageMaker training pipeline, job roles, retraining triggers",
             termination_protection=protect,

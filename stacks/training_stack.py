@@ -8,20 +8,25 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from config import EnvironmentConfig
+from feature_schema import load_schema
+from platform_constructs.alert_topic import AlertTopic
+from platform_constructs.batch_ingestion import BatchIngestionStarter
 from platform_constructs.feature_ingestion import FeatureIngestionPipeline
 from platform_constructs.isolated_network import IsolatedNetwork
 from platform_constructs.retraining_triggers import RetrainingTriggers
 from platform_constructs.serving_image import ServingImage
 from platform_constructs.training_pipeline import TrainingPipeline
+from platform_constructs.training_set_source import LabelsTable, TrainingSetSource
 from stacks.data_stack import DataStack
 
 RAW_PREFIX = "churn/"
 
 
 class TrainingStack(Stack):
-    """Training pipeline (processing, training or tuning, evaluation, AUC gate, baseline, registry)
-    with its job roles, started weekly or monthly by a schedule and whenever raw data arrives; and
-    the feature-ingestion pipeline, started with it on new raw data."""
+    """Training pipeline ([training set from the feature store,] processing, training or tuning,
+    evaluation, AUC gate, baseline, registry) with its job roles, started weekly or monthly by a
+    schedule; the feature-ingestion pipeline; and the batch starter, which ingests each completed
+    raw batch once, in order, and starts training on it after its ingestion succeeded."""
 
     def __init__(
         self,
@@ -32,14 +37,34 @@ class TrainingStack(Stack):
         project: str,
         data: DataStack,
         network: IsolatedNetwork,
+        alerts: AlertTopic,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
         name = f"{project}-{env_config.name}-training"
+        settings = env_config.training
         # The image every registered model version is served with (inference_code/ on the managed image).
         self.serving_image = ServingImage(self, "ServingImage")
         raw_bucket = data.import_bucket(self, "raw", data.data_key)
         processed_bucket = data.import_bucket(self, "processed", data.data_key)
+        training_set_source = None
+        if settings.source == "feature_store":
+            feature_store = data.feature_store
+            self.labels = LabelsTable(
+                self, "Labels", schema=load_schema(), database_name=feature_store.database_name, bucket=raw_bucket
+            )
+            training_set_source = TrainingSetSource(
+                workgroup_name=feature_store.workgroup.name,
+                database_name=feature_store.database_name,
+                feature_table_name=feature_store.table_name,
+                labels_table_name=self.labels.table_name,
+                features_bucket=data.import_bucket(self, "features", data.data_key),
+                labels_bucket=raw_bucket,
+                results_bucket=processed_bucket,
+                key=data.data_key,
+                security_group=network.query_job_security_group,
+                labels_dataset=settings.labels_dataset,
+            )
         self.pipeline = TrainingPipeline(
             self,
             "TrainingPipeline",
@@ -56,6 +81,7 @@ class TrainingStack(Stack):
             subnets=network.selected_subnets,
             security_group=network.job_security_group,
             serving_image_uri=self.serving_image.image_uri,
+            training_set_source=training_set_source,
         )
         self.ingestion = FeatureIngestionPipeline(
             self,
@@ -78,13 +104,32 @@ class TrainingStack(Stack):
             "RetrainingTriggers",
             pipeline_arn=self.pipeline.pipeline_arn,
             pipeline_name=name,
-            schedule=env_config.training.schedule,
-            timezone=env_config.training.schedule_timezone,
+            schedule=settings.schedule,
+            timezone=settings.schedule_timezone,
+        )
+        self.triggers.node.add_dependency(self.pipeline.pipeline)
+        self.batches = BatchIngestionStarter(
+            self,
+            "BatchStarter",
             raw_bucket_name=data.bucket_name("raw"),
             raw_prefix=RAW_PREFIX,
+            manifest_bucket=processed_bucket,
+            ingestion_pipeline_name=self.ingestion.pipeline_name,
             ingestion_pipeline_arn=self.ingestion.pipeline_arn,
+            training_pipeline_name=name,
+            training_pipeline_arn=self.pipeline.pipeline_arn,
+            # A raw-source pipeline trains on the batch's files; a feature-store one on the offline store.
+            training_input_parameter="InputDataUri" if settings.source == "raw" else "",
+            vpc=network.vpc,
+            subnets=network.selected_subnets,
+            security_group=network.function_security_group,
+            logs_key=data.logs_key,
+            alarm_topic=alerts.topic,
+            log_retention_days=env_config.operations.log_retention_days,
+            retain=env_config.retain_data,
         )
-        self.triggers.node.add_dependency(self.pipeline.pipeline, self.ingestion.pipeline)
+        self.batches.node.add_dependency(self.pipeline.pipeline, self.ingestion.pipeline)
         self.add_stack_dependency(data)
         CfnOutput(self, "PipelineName", value=name)
         CfnOutput(self, "FeatureIngestionPipelineName", value=self.ingestion.pipeline_name)
+        CfnOutput(self, "BatchManifest", value=self.batches.manifest_uri)

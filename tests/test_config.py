@@ -258,6 +258,9 @@ def test_app_refuses_an_unknown_environment_before_synth(tmp_path: Path) -> None
             "tuning.max_parallel_jobs",
             "max_jobs (4)",
         ),
+        ({"source": "offline_store"}, "source", "must be one of 'feature_store', 'raw'"),
+        ({"labels_dataset": "labels/2026"}, "labels_dataset", "s3://<raw bucket>/labels/<labels_dataset>/"),
+        ({"labels_dataset": ""}, "labels_dataset", "must be 1-100 letters"),
     ],
 )
 def test_bad_training_settings(raw: dict[str, Any], training: dict[str, Any], field: str, message: str) -> None:
@@ -265,6 +268,15 @@ def test_bad_training_settings(raw: dict[str, Any], training: dict[str, Any], fi
     error = error_of(raw)
     assert error.field_path == f"environments[0].training.{field}"
     assert message in str(error)
+
+
+def test_staging_and_prod_train_from_the_feature_store_and_a_new_environment_from_raw(raw: dict[str, Any]) -> None:
+    config = load_config()
+    for name in ("staging", "prod"):
+        assert config.environment(name).training.source == "feature_store"
+    # An environment that does not choose starts from the raw files (empty feature store, no labels yet).
+    del env(raw, "dev")["training"]["source"]
+    assert parse_config(raw).environment("dev").training.source == "raw"
 
 
 def test_every_known_region_has_the_images_the_platform_pulls() -> None:

@@ -74,7 +74,7 @@ def test_default_security_group_is_closed(synthesized: Synthesized, env: str) ->
 def test_security_groups_are_described_and_never_open_to_the_world(synthesized: Synthesized, env: str) -> None:
     template = synthesized.template(env, "Network")
     groups = resources_of_type(template, "AWS::EC2::SecurityGroup")
-    assert len(groups) == 4  # VPC endpoints, jobs, inference, functions
+    assert len(groups) == 5  # VPC endpoints, jobs, inference, functions, query jobs
     assert all(len(g["Properties"]["GroupDescription"]) > 20 for g in groups.values())
     ingress_rules = [r["Properties"] for r in resources_of_type(template, "AWS::EC2::SecurityGroupIngress").values()]
     for group in groups.values():
@@ -89,6 +89,27 @@ def test_security_groups_are_described_and_never_open_to_the_world(synthesized: 
         for rule in group["Properties"].get("SecurityGroupEgress", []):
             if rule.get("CidrIp") == "0.0.0.0/0":
                 assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 443, 443)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_query_jobs_reach_the_endpoints_and_s3_and_nothing_else(synthesized: Synthesized, env: str) -> None:
+    """The one group an unisolated job may use (the training-set query): not even other jobs' instances."""
+    template = synthesized.template(env, "Network")
+    (name,) = [k for k in resources_of_type(template, "AWS::EC2::SecurityGroup") if k.startswith("NetworkQueryJob")]
+    group = template["Resources"][name]["Properties"]
+    assert "SecurityGroupIngress" not in group
+    assert not [
+        r
+        for r in resources_of_type(template, "AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [name, "GroupId"]}
+    ]
+    egress = [(r["IpProtocol"], r["FromPort"], r.get("CidrIp") or "endpoints") for r in group["SecurityGroupEgress"]]
+    egress += [
+        (r["Properties"]["IpProtocol"], r["Properties"]["FromPort"], "endpoints")
+        for r in resources_of_type(template, "AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [name, "GroupId"]}
+    ]
+    assert sorted(egress) == [("tcp", 443, "0.0.0.0/0"), ("tcp", 443, "endpoints")]
 
 
 @pytest.mark.parametrize("env", ENVS)

@@ -78,10 +78,12 @@ def job_view(step: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("env", ENVS)
 def test_steps_follow_the_design(synthesized: Synthesized, platform_config: PlatformConfig, env: str) -> None:
-    tuning = platform_config.environment(env).training.tuning.enabled
+    settings = platform_config.environment(env).training
+    tuning = settings.tuning.enabled
     steps = definition(synthesized, env)["Steps"]
-    assert [s["Name"] for s in steps] == ["Preprocess", "Tune" if tuning else "Train", "Evaluate", "CheckAuc"]
-    check = steps[3]["Arguments"]
+    first = ["BuildTrainingSet"] if settings.source == "feature_store" else []
+    assert [s["Name"] for s in steps] == [*first, "Preprocess", "Tune" if tuning else "Train", "Evaluate", "CheckAuc"]
+    check = steps[-1]["Arguments"]
     assert [s["Name"] for s in check["IfSteps"]] == ["DataQualityBaseline", "RegisterModel"]
     assert [s["Name"] for s in check["ElseSteps"]] == ["AucBelowThreshold"]
     (condition,) = check["Conditions"]
@@ -93,6 +95,145 @@ def test_steps_follow_the_design(synthesized: Synthesized, platform_config: Plat
     assert register["ModelPackageGroupName"] == f"churn-{env}"
     assert "ModelQuality" in register["ModelMetrics"]
     assert set(register["DriftCheckBaselines"]["ModelDataQuality"]) == {"Statistics", "Constraints"}
+    # The model version records the data it learnt from.
+    metadata = register["CustomerMetadataProperties"]
+    assert metadata["TrainingSource"] == settings.source
+    if settings.source == "feature_store":
+        assert metadata["LabelsUri"] == {"Get": "Parameters.LabelsUri"}
+        report = metadata["TrainingSetReport"]["Std:Join"]["Values"]
+        assert report == [
+            {"Get": "Steps.BuildTrainingSet.ProcessingOutputConfig.Outputs['report'].S3Output.S3Uri"},
+            "training_set.json",
+        ]
+    else:
+        assert metadata["InputDataUri"] == {"Get": "Parameters.InputDataUri"}
+
+
+def _raw_input(steps: list[dict[str, Any]]) -> Any:
+    (preprocess,) = [s for s in steps if s["Name"] == "Preprocess"]
+    (raw,) = [i for i in preprocess["Arguments"]["ProcessingInputs"] if i["InputName"] == "raw"]
+    return raw["S3Input"]["S3Uri"]
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_staging_and_prod_train_on_point_in_time_training_sets(synthesized: Synthesized, env: str) -> None:
+    steps = definition(synthesized, env)["Steps"]
+    assert steps[0]["Name"] == "BuildTrainingSet"
+    # Preprocess reads what the training-set step wrote, not the raw files; downstream nothing changes.
+    assert _raw_input(steps) == {
+        "Get": "Steps.BuildTrainingSet.ProcessingOutputConfig.Outputs['training_set'].S3Output.S3Uri"
+    }
+    build = steps[0]["Arguments"]
+    assert build["AppSpecification"]["ContainerEntrypoint"][-1] == "build_training_set"
+    (labels,) = [i for i in build["ProcessingInputs"] if i["InputName"] == "labels"]
+    assert labels["S3Input"]["S3Uri"] == {"Get": "Parameters.LabelsUri"}
+    assert labels["S3Input"]["LocalPath"] == "/opt/ml/processing/input/labels"
+    outputs = {o["OutputName"]: o["S3Output"]["LocalPath"] for o in build["ProcessingOutputConfig"]["Outputs"]}
+    assert outputs == {
+        "training_set": "/opt/ml/processing/output/training_set",
+        "report": "/opt/ml/processing/output/report",
+    }
+
+
+def _step_query(synthesized: Synthesized, env: str) -> tuple[Any, str]:
+    """The job's parsed arguments and the SQL it sends to Athena, from the synthesized step."""
+    from build_training_set import TrainingSetQuery, dataset_of, parse_args
+    from feature_schema import load_schema
+
+    (build,) = [s for s in definition(synthesized, env)["Steps"] if s["Name"] == "BuildTrainingSet"]
+    arguments = build["Arguments"]["AppSpecification"]["ContainerArguments"]
+    default = {p["Name"]: p for p in definition(synthesized, env)["Parameters"]}["LabelsUri"]["DefaultValue"]
+    args = parse_args([default if value == {"Get": "Parameters.LabelsUri"} else value for value in arguments])
+    query = TrainingSetQuery(
+        f"{args.database}.{args.feature_table}",
+        f"{args.database}.{args.labels_table}",
+        dataset_of(args.labels_uri, args.labels_root),
+    )
+    return args, query.sql(load_schema(), "athena")
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_the_step_sends_the_proven_query_over_this_environments_tables(
+    synthesized: Synthesized, platform_config: PlatformConfig, env: str
+) -> None:
+    """The job's Athena text is the point-in-time query proven on DuckDB (tests/test_training_set.py,
+    tests/test_build_training_set.py), over the tables this environment defines."""
+    from feature_schema import load_schema
+    from training_set import labels_query, point_in_time_query
+
+    args, sql = _step_query(synthesized, env)
+    settings = platform_config.environment(env)
+    assert args.engine == "athena"
+    assert args.workgroup == f"churn-{env}-features"
+    assert (
+        args.labels_uri
+        == f"s3://churn-{env}-raw-{settings.account}-eu-west-1/labels/{settings.training.labels_dataset}/"
+    )
+    schema = load_schema()
+    assert sql == point_in_time_query(
+        schema,
+        feature_table=f"churn_{env}_features.customers_v{settings.feature_store.group_version}",
+        entity_query=labels_query(
+            schema, labels_table=f"churn_{env}_features.labels", dataset=settings.training.labels_dataset
+        ),
+        dialect="athena",
+    )
+    # Those tables exist: the feature group's offline table and the labels table, in one database.
+    (group,) = resources_of_type(synthesized.template(env, "Data"), "AWS::SageMaker::FeatureGroup").values()
+    catalog = group["Properties"]["OfflineStoreConfig"]["DataCatalogConfig"]
+    assert (catalog["Database"], catalog["TableName"]) == (args.database, args.feature_table)
+    (labels,) = resources_of_type(synthesized.template(env, "Training"), "AWS::Glue::Table").values()
+    table = labels["Properties"]["TableInput"]
+    assert (labels["Properties"]["DatabaseName"], table["Name"]) == (args.database, args.labels_table)
+    assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == [
+        schema.record_identifier.name,
+        "label_time",
+        schema.label.name,
+    ]
+    assert [k["Name"] for k in table["PartitionKeys"]] == ["dataset"]
+    assert table["Parameters"]["projection.dataset.type"] == "injected"
+    root = f"s3://churn-{env}-raw-{settings.account}-eu-west-1/labels/"
+    assert args.labels_root == root
+    assert table["Parameters"]["storage.location.template"] == root + "${dataset}/"
+
+
+def test_a_raw_source_pipeline_reads_the_raw_files(platform_config: PlatformConfig) -> None:
+    """A new environment (training.source = "raw"): no training-set step, Preprocess reads InputDataUri."""
+    import dataclasses
+
+    from platform_constructs.pipeline_definition import PipelineInputs, build_definition
+
+    settings = dataclasses.replace(platform_config.environment("dev").training, source="raw")
+    inputs = PipelineInputs(
+        region="eu-west-1",
+        settings=settings,
+        training_image="image",
+        monitor_image="monitor",
+        serving_image="serving",
+        code_uri="s3://code/sourcedir.tar.gz",
+        code_file="sourcedir.tar.gz",
+        raw_data_uri="s3://raw/churn/",
+        processed_uri="s3://processed/pipelines/p",
+        model_artifacts_uri="s3://models/pipelines/p",
+        checkpoints_uri="s3://models/checkpoints/p",
+        baselines_uri="s3://monitoring/baselines/p",
+        processing_role_arn="arn:aws:iam::123456789012:role/processing",
+        training_role_arn="arn:aws:iam::123456789012:role/training",
+        baseline_role_arn="arn:aws:iam::123456789012:role/baseline",
+        data_key_arn="arn:aws:kms:eu-west-1:123456789012:key/data",
+        model_key_arn="arn:aws:kms:eu-west-1:123456789012:key/model",
+        subnet_ids=["subnet-1", "subnet-2"],
+        security_group_ids=["sg-1"],
+        model_package_group_name="churn-dev",
+    )
+    built = build_definition(inputs)
+    assert [s["Name"] for s in built["Steps"]][:2] == ["Preprocess", "Train"]
+    assert _raw_input(built["Steps"]) == {"Get": "Parameters.InputDataUri"}
+    parameters = {p["Name"]: p["DefaultValue"] for p in built["Parameters"]}
+    assert parameters["InputDataUri"] == "s3://raw/churn/"
+    assert "LabelsUri" not in parameters
+    with pytest.raises(ValueError, match=r"needs PipelineInputs\.training_set"):
+        build_definition(dataclasses.replace(inputs, settings=dataclasses.replace(settings, source="feature_store")))
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -101,10 +242,12 @@ def test_parameters_carry_the_environment_defaults(
 ) -> None:
     settings = platform_config.environment(env).training
     parameters = {p["Name"]: p for p in definition(synthesized, env)["Parameters"]}
-    assert (
-        parameters["InputDataUri"]["DefaultValue"]
-        == f"s3://churn-{env}-raw-{platform_config.environment(env).account}-eu-west-1/churn/"
-    )
+    raw_bucket = f"s3://churn-{env}-raw-{platform_config.environment(env).account}-eu-west-1"
+    if settings.source == "feature_store":
+        assert parameters["LabelsUri"]["DefaultValue"] == f"{raw_bucket}/labels/{settings.labels_dataset}/"
+        assert "InputDataUri" not in parameters  # a training set is built, not read from raw files
+    else:
+        assert parameters["InputDataUri"]["DefaultValue"] == f"{raw_bucket}/churn/"
     assert parameters["TrainingInstanceType"]["DefaultValue"] == settings.instance_type
     assert parameters["TrainingInstanceCount"]["DefaultValue"] == settings.instance_count
     assert parameters["AucThreshold"] == {
@@ -117,20 +260,35 @@ def test_parameters_carry_the_environment_defaults(
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_every_job_is_isolated_encrypted_and_in_the_vpc(synthesized: Synthesized, env: str) -> None:
+def test_every_job_is_isolated_encrypted_and_in_the_vpc(
+    synthesized: Synthesized, platform_config: PlatformConfig, env: str
+) -> None:
     jobs = [
         s for s in all_steps(definition(synthesized, env)["Steps"]) if s["Type"] in ("Processing", "Training", "Tuning")
     ]
-    assert len(jobs) == 4
+    from_feature_store = platform_config.environment(env).training.source == "feature_store"
+    assert len(jobs) == (5 if from_feature_store else 4)
+    job_groups = set()
     for step in jobs:
         view = job_view(step)
-        assert view["isolation"] is True, step["Name"]
+        if step["Name"] == "BuildTrainingSet":
+            # It calls Athena: the one unisolated job, in its own security group (checked below).
+            assert view["isolation"] is False
+            query_groups = view["vpc"]["SecurityGroupIds"]
+        else:
+            assert view["isolation"] is True, step["Name"]
+            job_groups.add(json.dumps(view["vpc"]["SecurityGroupIds"]))
         assert view["encryption"] is True, step["Name"]
         assert len(view["vpc"]["Subnets"]) >= 2, step["Name"]
         assert view["vpc"]["SecurityGroupIds"], step["Name"]
         assert view["volume_key"].startswith("${"), step["Name"]
         assert view["output_key"].startswith("${"), step["Name"]
         assert view["max_runtime"], step["Name"]
+    if from_feature_store:
+        assert len(query_groups) == 1
+        assert job_groups == {json.dumps(jobs[1]["Arguments"]["NetworkConfig"]["VpcConfig"]["SecurityGroupIds"])}
+        assert json.dumps(query_groups) not in job_groups
+        assert "QueryJobSecurityGroup" in query_groups[0]
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -196,7 +354,9 @@ def _fill(value: Any, shape: Any) -> Any:
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_step_arguments_are_valid_sagemaker_api_requests(synthesized: Synthesized, env: str) -> None:
+def test_step_arguments_are_valid_sagemaker_api_requests(
+    synthesized: Synthesized, platform_config: PlatformConfig, env: str
+) -> None:
     """Each step's arguments validated against botocore's SageMaker API model (offline)."""
     validated = 0
     for step in all_steps(definition(synthesized, env)["Steps"]):
@@ -210,7 +370,8 @@ def test_step_arguments_are_valid_sagemaker_api_requests(synthesized: Synthesize
         report = ParamValidator().validate(request, shape)
         assert not report.has_errors(), f"{step['Name']}: {report.generate_report()}"
         validated += 1
-    assert validated == 5  # preprocess, train/tune, evaluate, baseline, register
+    # [build training set,] preprocess, train/tune, evaluate, baseline, register
+    assert validated == (6 if platform_config.environment(env).training.source == "feature_store" else 5)
 
 
 def _condition_keys(step: dict[str, Any]) -> dict[str, Any]:
@@ -241,6 +402,11 @@ def _denies(statement: dict[str, Any], keys: dict[str, Any]) -> bool:
             if operator == "Bool" and str(value).lower() != expected:
                 return False
             if operator == "ArnNotEquals" and _render(value) in [_render(e) for e in expected]:
+                return False
+            # A multivalued key: true when any of the request's values is none of the expected ones.
+            if operator == "ForAnyValue:StringNotEquals" and not (
+                {_render(v) for v in value or []} - {_render(e) for e in expected}
+            ):
                 return False
     return True
 
@@ -274,10 +440,28 @@ def test_the_pipelines_own_jobs_pass_the_guardrails_its_roles_carry(synthesized:
     # ... and an unsafe request would be denied.
     unsafe = {**keys, "sagemaker:NetworkIsolation": False}
     assert any(_denies(s, unsafe) for s in statements if "sagemaker:CreateProcessingJob" in s["Action"])
+    steps = {step["Name"]: step for step in all_steps(definition(synthesized, env)["Steps"])}
+    if "BuildTrainingSet" in steps:
+        # Unisolated is allowed in the query jobs' security group only, and for processing jobs only.
+        query_job = _condition_keys(steps["BuildTrainingSet"])
+        processing = [s for s in statements if "sagemaker:CreateProcessingJob" in s["Action"]]
+        training = [s for s in statements if "sagemaker:CreateTrainingJob" in s["Action"]]
+        preprocess_unisolated = {**_condition_keys(steps["Preprocess"]), "sagemaker:NetworkIsolation": False}
+        assert any(_denies(s, preprocess_unisolated) for s in processing)
+        both_groups = {
+            **query_job,
+            "sagemaker:VpcSecurityGroupIds": [
+                *query_job["sagemaker:VpcSecurityGroupIds"],
+                *preprocess_unisolated["sagemaker:VpcSecurityGroupIds"],
+            ],
+        }
+        assert any(_denies(s, both_groups) for s in processing)
+        assert any(_denies(s, {**query_job, "sagemaker:NetworkIsolation": None}) for s in processing)
+        assert any(_denies(s, query_job) for s in training)  # a training job is never unisolated
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_roles_are_least_privilege(synthesized: Synthesized, env: str) -> None:
+def test_roles_are_least_privilege(synthesized: Synthesized, platform_config: PlatformConfig, env: str) -> None:
     template = synthesized.template(env, "Training")
     assert not resources_of_type(template, "AWS::IAM::Policy"), "no inline policies"
     roles = resources_of_type(template, "AWS::IAM::Role")
@@ -300,7 +484,9 @@ def test_roles_are_least_privilege(synthesized: Synthesized, env: str) -> None:
     for name, statement in pass_role.items():
         assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
         if name.startswith("TrainingPipeline"):
-            assert len(statement["Resource"]) == 3  # processing, training, baseline roles only
+            # processing, training, baseline [, training-set] roles only
+            from_feature_store = platform_config.environment(env).training.source == "feature_store"
+            assert len(statement["Resource"]) == (4 if from_feature_store else 3)
         else:
             assert name.startswith("FeatureIngestionPipelineRole")
             assert statement["Resource"] == {"Fn::GetAtt": [statement["Resource"]["Fn::GetAtt"][0], "Arn"]}
@@ -310,8 +496,40 @@ def test_roles_are_least_privilege(synthesized: Synthesized, env: str) -> None:
     assert create_jobs[0].startswith("TrainingPipelinePipelineRole")
 
 
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_only_the_training_set_role_may_query_and_only_in_the_features_workgroup(
+    synthesized: Synthesized, platform_config: PlatformConfig, env: str
+) -> None:
+    account = platform_config.environment(env).account
+    statements = [
+        (name, statement)
+        for stack in ("Training", "Data", "Serving", "Operations")
+        for name, p in resources_of_type(synthesized.template(env, stack), "AWS::IAM::ManagedPolicy").items()
+        for statement in p["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+    ]
+    athena = [(n, s) for n, s in statements if "athena:" in json.dumps(s["Action"])]
+    assert [n for n, _ in athena] == [n for n, _ in athena if n.startswith("TrainingPipelineTrainingSetRole")]
+    ((_, query),) = athena
+    assert "athena:StartQueryExecution" in query["Action"]
+    assert query["Resource"] == f"arn:aws:athena:eu-west-1:{account}:workgroup/churn-{env}-features"
+    role = [s for n, s in statements if n.startswith("TrainingPipelineTrainingSetRole")]
+    glue = [s for s in role if "glue:" in json.dumps(s["Action"])]
+    (tables,) = glue
+    assert all(action.startswith("glue:Get") for action in tables["Action"])
+    assert sorted(r.rsplit(":", 1)[1] for r in tables["Resource"]) == [
+        "catalog",
+        f"database/churn_{env}_features",
+        f"table/churn_{env}_features/customers_v1",
+        f"table/churn_{env}_features/labels",
+    ]
+    read = [r for s in role if s["Action"] == "s3:GetObject" for r in s["Resource"]]
+    raw = f"arn:aws:s3:::churn-{env}-raw-{account}-eu-west-1"
+    assert [r for r in read if r.startswith(raw)] == [f"{raw}/labels/*"]  # of the raw bucket: the labels only
+
+
 @pytest.mark.parametrize("env", ENVS)
-def test_retraining_is_scheduled_and_triggered_by_new_data(
+def test_retraining_is_scheduled_and_new_data_goes_through_the_batch_starter(
     synthesized: Synthesized, platform_config: PlatformConfig, env: str
 ) -> None:
     settings = platform_config.environment(env)
@@ -319,22 +537,46 @@ def test_retraining_is_scheduled_and_triggered_by_new_data(
     (schedule,) = resources_of_type(template, "AWS::Scheduler::Schedule").values()
     assert schedule["Properties"]["ScheduleExpression"] == settings.training.schedule
     pipeline_arn = f"arn:aws:sagemaker:eu-west-1:{settings.account}:pipeline/churn-{env}-training"
-    assert schedule["Properties"]["Target"]["Arn"] == pipeline_arn
-    (rule,) = resources_of_type(template, "AWS::Events::Rule").values()
-    pattern = rule["Properties"]["EventPattern"]
-    assert pattern["detail"]["bucket"]["name"] == [f"churn-{env}-raw-{settings.account}-eu-west-1"]
-    assert pattern["detail"]["object"]["key"] == [{"wildcard": "churn/*_SUCCESS"}]
     ingestion_arn = pipeline_arn.replace("-training", "-ingest-features")
-    assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [pipeline_arn, ingestion_arn]
+    assert schedule["Properties"]["Target"]["Arn"] == pipeline_arn
+    rules = {k.split("BatchStarter", 1)[1][:-8]: r for k, r in resources_of_type(template, "AWS::Events::Rule").items()}
+    assert set(rules) == {"NewDataRule", "PipelineStatusRule", "ResumeRule"}
+    (function,) = [k for k in resources_of_type(template, "AWS::Lambda::Function") if k.startswith("BatchStarter")]
+    for rule in rules.values():  # no rule starts a pipeline directly: every one goes to the batch starter
+        assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [{"Fn::GetAtt": [function, "Arn"]}]
+    new_data = rules["NewDataRule"]["Properties"]["EventPattern"]
+    assert new_data["detail"]["bucket"]["name"] == [f"churn-{env}-raw-{settings.account}-eu-west-1"]
+    assert new_data["detail"]["object"]["key"] == [{"wildcard": "churn/*_SUCCESS"}]
+    status = rules["PipelineStatusRule"]["Properties"]["EventPattern"]
+    assert status["detail"]["pipelineArn"] == [ingestion_arn, pipeline_arn]
+    assert set(status["detail"]["currentPipelineExecutionStatus"]) == {"Executing", "Succeeded", "Failed", "Stopped"}
+    permissions = resources_of_type(template, "AWS::Lambda::Permission")
+    assert sorted(p["Properties"]["SourceArn"]["Fn::GetAtt"][0] for p in permissions.values()) == sorted(
+        k for k in resources_of_type(template, "AWS::Events::Rule")
+    )
+    (lambda_function,) = [f for k, f in resources_of_type(template, "AWS::Lambda::Function").items() if k == function]
+    assert lambda_function["Properties"]["ReservedConcurrentExecutions"] == 1  # claims are never raced
+    variables = lambda_function["Properties"]["Environment"]["Variables"]
+    assert variables["INGESTION_PIPELINE"] == f"churn-{env}-ingest-features"
+    assert variables["TRAINING_PIPELINE"] == f"churn-{env}-training"
+    assert variables["TRAINING_INPUT_PARAMETER"] == ("InputDataUri" if settings.training.source == "raw" else "")
     starters = {
         name: p["Properties"]["PolicyDocument"]["Statement"]
         for name, p in resources_of_type(template, "AWS::IAM::ManagedPolicy").items()
         if "StartPipelineExecution" in json.dumps(p)
     }
-    assert len(starters) == 2
-    for name, statement in starters.items():
-        started = sorted([pipeline_arn, ingestion_arn]) if "NewDataRule" in name else pipeline_arn  # schedule: retrain
-        assert statement == [{"Action": "sagemaker:StartPipelineExecution", "Effect": "Allow", "Resource": started}]
+    assert sorted(name.split("Role")[0] for name in starters) == ["BatchStarterFunction", "RetrainingTriggersScheduler"]
+    for name, statements in starters.items():
+        (start,) = [s for s in statements if "sagemaker:StartPipelineExecution" in json.dumps(s["Action"])]
+        if name.startswith("RetrainingTriggers"):
+            assert start == {"Action": "sagemaker:StartPipelineExecution", "Effect": "Allow", "Resource": pipeline_arn}
+        else:
+            assert start["Action"] == ["sagemaker:ListPipelineExecutions", "sagemaker:StartPipelineExecution"]
+            assert start["Resource"] == [ingestion_arn, pipeline_arn]
+            manifest = [s for s in statements if "s3:PutObject" in json.dumps(s["Action"])]
+            assert [s["Resource"] for s in manifest] == [
+                f"arn:aws:s3:::churn-{env}-processed-{settings.account}-eu-west-1/batch-manifest/manifest.json"
+            ]
     (raw,) = [
         b
         for k, b in resources_of_type(synthesized.template(env, "Data"), "AWS::S3::Bucket").items()
