@@ -1,4 +1,5 @@
-"""Run preprocess -> train -> evaluate on this machine, in the SageMaker layout, with no AWS account.
+"""Run [build training set ->] preprocess -> train -> evaluate on this machine, in the SageMaker layout,
+with no AWS account.
 
 Each step runs the real script from ``training_code/`` as its own process, with the environment
 and folders SageMaker gives it (``SAGEMAKER_BASE_DIR`` points at a folder under ``.local/``):
@@ -6,7 +7,14 @@ processing jobs read ``/opt/ml/processing/input`` and write ``/opt/ml/processing
 training job reads ``/opt/ml/input/data/<channel>`` and ``hyperparameters.json`` and writes
 ``/opt/ml/model``, which is packed into ``model.tar.gz`` as SageMaker does.
 
+With ``--source feature_store`` (the default, as in staging and prod) the generated customers are
+written as a local offline store (Parquet, with later records and duplicate writes) and a labels
+dataset, and ``build_training_set.py`` builds the point-in-time training set from them with DuckDB:
+the pipeline's BuildTrainingSet step, with the local engine. ``--source raw`` trains on the
+generated raw file, as a new environment does.
+
     python -m scripts.local_training --rows 100000            # one worker
+    python -m scripts.local_training --source raw             # from the raw file, no feature store
     python -m scripts.local_training --workers 2              # XGBoost collective on localhost
     python -m scripts.local_training --interrupt              # kill mid-training, resume from checkpoint
 """
@@ -28,12 +36,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
+from scripts.local_feature_store import check_point_in_time, write_local_feature_store
+
 ROOT = Path(__file__).resolve().parent.parent
 TRAINING_CODE = ROOT / "training_code"
+SOURCES = ("feature_store", "raw")
 DEFAULT_RUN_DIR = ROOT / ".local" / "training"
 # XGBoost's evaluation log; in distributed runs the tracker prefixes the time of day.
 ROUND = re.compile(r"^(?:\[\d\d:\d\d:\d\d\] )?\[(\d+)\]\t(.*)$")
 FINAL = re.compile(r"^\[final\]\t(.*)$")
+
+# The local offline store's names (the job gets the environment's Glue database and table).
+LOCAL_DATABASE = "local_features"
+LOCAL_FEATURE_TABLE = "customers_v1"
 
 # On 2-core machines two OpenMP threads are several times slower than one: train with one thread.
 DEFAULT_HYPERPARAMETERS = {
@@ -98,6 +115,50 @@ def generate_raw_data(base_dir: Path, rows: int, seed: int) -> Path:
     path = raw / "customers.csv"
     generate_customers(rows, seed=seed).to_csv(path, index=False)
     return path
+
+
+def build_training_set_locally(run_dir: Path, raw_dir: Path, rows: int, seed: int) -> tuple[str, str]:
+    """Offline store and labels from generated customers, then build_training_set.py with DuckDB.
+
+    The training set lands in ``raw_dir`` (what preprocess reads). Returns the job's summary line
+    and the point-in-time check's.
+    """
+    from churn_data import generate_customers  # training_code is on the path (scripts.local_feature_store)
+    from feature_schema import load_schema
+
+    schema = load_schema()
+    customers = generate_customers(rows, seed=seed)
+    store = write_local_feature_store(customers, schema, run_dir / "feature-store", seed=seed)
+    base = run_dir / "build-training-set"
+    output = run_processing(
+        "build_training_set.py",
+        base,
+        [
+            "--engine",
+            "duckdb",
+            "--offline-store-dir",
+            str(store.offline_store),
+            "--labels-uri",
+            str(store.labels_dir),
+            "--labels-dir",
+            str(store.labels_dir),
+            "--database",
+            LOCAL_DATABASE,
+            "--feature-table",
+            LOCAL_FEATURE_TABLE,
+        ],
+    )
+    built = base / "processing" / "output" / "training_set" / "training_set.csv"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(built, raw_dir / built.name)
+    wrong = check_point_in_time(pd.read_csv(built, dtype={schema.record_identifier.name: str}), customers, schema)
+    if wrong:
+        raise StepFailedError(f"{wrong} training-set rows do not have their customer's features as of the label time")
+    check = (
+        f"point in time: every row has its customer's features as of its label time; {store.later_records} later "
+        f"records and {store.duplicate_writes} duplicate writes in the offline store ({store.records} records) left out"
+    )
+    return output.strip(), check
 
 
 def _free_port() -> int:
@@ -245,16 +306,30 @@ def run_pipeline(
     interrupt: bool = False,
     hyperparameters: dict[str, str] | None = None,
     progress: Callable[[str], None] = print,
+    source: str = "raw",
 ) -> LocalPipelineResult:
-    """The whole training pipeline, locally: data, preprocess, train, package, evaluate."""
+    """The whole training pipeline, locally: data [, training set], preprocess, train, package, evaluate."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown training data source {source!r}; use one of {', '.join(SOURCES)}")
     if run_dir.exists():
         shutil.rmtree(run_dir)
     seconds: dict[str, float] = {}
     processing = run_dir / "preprocess"
 
     started = time.perf_counter()
-    progress(f"generate: {rows} customers (seed {seed})")
-    generate_raw_data(processing, rows, seed)
+    if source == "feature_store":
+        progress(f"feature store: {rows} customers (seed {seed}) as a local offline store (Parquet) and labels")
+        progress("build training set: the point-in-time query over the offline store and the labels, in DuckDB")
+        summary_line, check = build_training_set_locally(
+            run_dir, processing / "processing" / "input" / "raw", rows, seed
+        )
+        progress(f"  {summary_line}")
+        progress(f"  {check}")
+        seconds["training set"] = time.perf_counter() - started
+        started = time.perf_counter()
+    else:
+        progress(f"generate: {rows} customers (seed {seed})")
+        generate_raw_data(processing, rows, seed)
     progress("preprocess: validate against the feature schema, split by customer id")
     for line in run_processing("preprocess.py", processing, ["--shards", str(max(workers, 2))]).splitlines():
         progress(f"  {line}")
@@ -331,6 +406,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="training hosts on localhost (default 1)")
     parser.add_argument("--interrupt", action="store_true", help="kill training after a checkpoint, then resume")
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="feature_store",
+        help="training data: a point-in-time training set from a local offline store (default), or raw files",
+    )
     args = parser.parse_args(argv)
     if args.rows < 1000:
         parser.error(f"--rows {args.rows} is too few for three splits with both classes; use at least 1000")
@@ -338,7 +419,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--workers {args.workers} must be between 1 and 8")
     try:
         result = run_pipeline(
-            args.run_dir, rows=args.rows, seed=args.seed, workers=args.workers, interrupt=args.interrupt
+            args.run_dir,
+            rows=args.rows,
+            seed=args.seed,
+            workers=args.workers,
+            interrupt=args.interrupt,
+            source=args.source,
         )
     except StepFailedError as error:
         print(f"Local training failed: {error}", file=sys.stderr)

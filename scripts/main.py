@@ -2,8 +2,9 @@
 
 1. Synthesize every environment offline into ./cdk.out with all policy packs as the gate, then run
    cfn-lint and checkov on the templates and print a summary per environment and stack.
-2. Train the churn model locally with the code the pipeline runs (preprocess -> train -> evaluate in
-   the SageMaker layout) on generated data, and print its AUC and where the model and report are.
+2. Train the churn model locally with the code the pipeline runs (build the point-in-time training
+   set from a local offline store and labels -> preprocess -> train -> evaluate, in the SageMaker
+   layout) on generated data, and print its AUC and where the model and report are.
 3. Serve that model with the serving container's entry point, score a few sample customers, and
    print the answers and the latency.
 """
@@ -47,9 +48,14 @@ def main() -> int:
         return 1
     print(f"\nTemplates: {ROOT / 'cdk.out'} (to deploy, see README: 'Bootstrap and deploy an environment').")
 
-    step("Training locally: preprocess -> train -> evaluate, the pipeline's code in the SageMaker layout")
+    step(
+        "Training locally: training set from the feature store -> preprocess -> train -> evaluate, "
+        "the pipeline's code in the SageMaker layout"
+    )
     try:
-        training = run_pipeline(DEFAULT_RUN_DIR, rows=LOCAL_ROWS, progress=lambda line: print(line, flush=True))
+        training = run_pipeline(
+            DEFAULT_RUN_DIR, rows=LOCAL_ROWS, source="feature_store", progress=lambda line: print(line, flush=True)
+        )
     except StepFailedError as error:
         print(f"Local training failed: {error}", file=sys.stderr)
         return 1

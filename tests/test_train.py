@@ -192,7 +192,10 @@ def test_a_real_process_exits_non_zero_with_the_failure_file(channels: Path) -> 
 
 @pytest.fixture(scope="module")
 def one_worker_run(tmp_path_factory: pytest.TempPathFactory) -> LocalPipelineResult:
-    return run_pipeline(tmp_path_factory.mktemp("one-worker"), rows=20_000, progress=lambda _: None)
+    """make run's path: a point-in-time training set from a local offline store, then the pipeline."""
+    return run_pipeline(
+        tmp_path_factory.mktemp("one-worker"), rows=20_000, source="feature_store", progress=lambda _: None
+    )
 
 
 def auc_of(run: LocalPipelineResult) -> float:
@@ -202,7 +205,19 @@ def auc_of(run: LocalPipelineResult) -> float:
 
 
 @pytest.mark.slow
+def test_the_feature_store_path_builds_the_training_set_the_job_builds(one_worker_run: LocalPipelineResult) -> None:
+    report = json.loads(
+        (one_worker_run.run_dir / "build-training-set/processing/output/report/training_set.json").read_text()
+    )
+    assert report["engine"] == "duckdb"
+    assert report["rows"] == {"labels": 20_000, "returned": 20_000, "with_features": 20_000, "without_features": 0}
+    assert report["labels_dataset"] == "current"
+    assert set(one_worker_run.seconds) == {"training set", "preprocess", "train", "evaluate"}
+
+
+@pytest.mark.slow
 def test_two_workers_on_localhost_match_one_worker(tmp_path: Path, one_worker_run: LocalPipelineResult) -> None:
+    # The raw path on the same customers: the training set holds the same rows, so the models agree.
     two = run_pipeline(tmp_path, rows=20_000, workers=2, progress=lambda _: None)
     assert any("algo-1 is worker 0 of 2" in line for line in two.training.log)
     assert abs(auc_of(one_worker_run) - auc_of(two)) <= 0.01
