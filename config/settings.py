@@ -628,6 +628,21 @@ class EnvironmentConfig:
         self.serving.validate(f"{path}.serving", protected=self.name in PROTECTED_ENVIRONMENTS)
         self.feature_store.validate(f"{path}.feature_store")
         self.operations.validate(f"{path}.operations")
+        self._check_endpoints_for_training_data(path)
+
+    def _check_endpoints_for_training_data(self, path: str) -> None:
+        """What the batch starter and the training-set step call from the isolated subnets needs an endpoint."""
+        needed = {"sagemaker.api": "the batch starter starts the ingestion and training pipelines"}
+        if self.training.source == "feature_store":
+            needed["athena"] = "training.source = 'feature_store' queries the offline store in Athena"
+            needed["glue"] = "Athena's training-set query reads the Glue Data Catalog"
+        for service, why in needed.items():
+            if service not in self.network.interface_endpoints:
+                raise ConfigError(
+                    f"{path}.network.interface_endpoints",
+                    list(self.network.interface_endpoints),
+                    f"lacks {service!r}: {why}, and the isolated subnets reach AWS only through endpoints",
+                )
 
 
 @dataclass(frozen=True)

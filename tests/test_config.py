@@ -270,6 +270,30 @@ def test_bad_training_settings(raw: dict[str, Any], training: dict[str, Any], fi
     assert message in str(error)
 
 
+@pytest.mark.parametrize(
+    ("source", "missing", "problem"),
+    [
+        ("feature_store", "athena", "lacks 'athena': training.source = 'feature_store' queries the offline store"),
+        ("feature_store", "glue", "lacks 'glue'"),
+        ("raw", "sagemaker.api", "lacks 'sagemaker.api': the batch starter starts the ingestion and training"),
+    ],
+)
+def test_training_data_needs_its_endpoints(raw: dict[str, Any], source: str, missing: str, problem: str) -> None:
+    dev = env(raw, "dev")
+    dev["training"]["source"] = source
+    dev["network"]["interface_endpoints"] = [s for s in INTERFACE_ENDPOINT_SERVICES if s != missing]
+    error = error_of(raw)
+    assert error.field_path == "environments[0].network.interface_endpoints"
+    assert problem in str(error)
+
+
+def test_a_raw_environment_may_drop_the_athena_endpoints(raw: dict[str, Any]) -> None:
+    dev = env(raw, "dev")
+    dev["training"]["source"] = "raw"
+    dev["network"]["interface_endpoints"] = [s for s in INTERFACE_ENDPOINT_SERVICES if s not in ("athena", "glue")]
+    assert parse_config(raw).environment("dev").network.interface_endpoints
+
+
 def test_staging_and_prod_train_from_the_feature_store_and_a_new_environment_from_raw(raw: dict[str, Any]) -> None:
     config = load_config()
     for name in ("staging", "prod"):
