@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -170,7 +171,12 @@ def _token(stage: str, prefix: str, attempt: int) -> str:
 
 
 def batch_of(key: str, raw_prefix: str) -> str | None:
-    """``churn/2026-05-01/_SUCCESS`` -> ``churn/2026-05-01/``; None for a marker that names no batch."""
+    """``churn/2026-05-01/_SUCCESS`` -> ``churn/2026-05-01/``; None for a marker that names no batch.
+
+    S3 event notifications URL-encode keys (``dt=1`` arrives as ``dt%3D1``); batch folder names have
+    no ``%`` or ``+`` of their own, so decoding is safe whether or not the key came encoded.
+    """
+    key = urllib.parse.unquote_plus(key)
     if not key.startswith(raw_prefix) or not key.endswith("/" + MARKER):
         return None
     folder = key[len(raw_prefix) : -len(MARKER)].rstrip("/")

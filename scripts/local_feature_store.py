@@ -72,7 +72,7 @@ def write_local_feature_store(
         return frame
 
     current = records(customers, events, rng.uniform(1, 600, len(customers)))
-    # Later records: the customer changed after the label time (more tickets, longer tenure).
+    # Later records: the customer changed after the label time (counts went up by one).
     later_mask = rng.random(len(customers)) < LATER_SHARE
     later_rows = customers[later_mask].copy()
     for column in schema.features:

@@ -133,3 +133,4 @@ class TrainingStack(Stack):
         CfnOutput(self, "PipelineName", value=name)
         CfnOutput(self, "FeatureIngestionPipelineName", value=self.ingestion.pipeline_name)
         CfnOutput(self, "BatchManifest", value=self.batches.manifest_uri)
+        CfnOutput(self, "BatchStarterFunctionName", value=self.batches.function.function.function_name)

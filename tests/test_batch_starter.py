@@ -411,6 +411,7 @@ def test_batch_folders() -> None:
     assert batch_of("churn/2026-05-01/_SUCCESS", "churn/") == "churn/2026-05-01/"
     assert batch_of("churn/region=eu/2026-05-01/_SUCCESS", "churn/") == "churn/region=eu/2026-05-01/"
     assert batch_of("churn/_SUCCESS", "churn/") is None
+    assert batch_of("churn/region%3Deu/2026-05-01/_SUCCESS", "churn/") == "churn/region=eu/2026-05-01/"  # URL-encoded
 
 
 def test_executions_of_other_pipelines_or_people_are_ignored(aws: None) -> None:

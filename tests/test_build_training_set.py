@@ -302,6 +302,7 @@ def labels_folder(tmp_path: Path, text: str, name: str = "labels.csv") -> Path:
         (f"{HEADER}\na,2026-01-01 00:00:00,1\n", "line 2: label_time = '2026-01-01 00:00:00' is not an ISO 8601"),
         (f"{HEADER}\na,2026-01-01T00:00:00,1\n", "is not an ISO 8601 time with a zone"),
         (f"{HEADER}\na,2026-01-01T00:00:00Z,2\n", "line 2: churned = '2'; it must be 0 or 1"),
+        (f"{HEADER}\na,2026-13-01T00:00:00Z,1\n", "label_time = '2026-13-01T00:00:00Z' is not an ISO 8601"),
         (f"{HEADER}\na,2026-01-01T00:00:00Z,yes\n", "churned = 'yes'"),
         (f"{HEADER}\n,2026-01-01T00:00:00Z,1\n", "customer_id = '' is empty"),
         (f"{HEADER}\na,2026-01-01T00:00:00Z\n", "line 2 has 2 fields; expected 3"),

@@ -63,7 +63,9 @@ from training_set import (
 LABEL_SUFFIXES = (".csv", ".csv.gz")
 TRAINING_SET_FILE = "training_set.csv"
 REPORT_FILE = "training_set.json"
-ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+ISO_TIME = re.compile(
+    r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,6}))?(?P<zone>Z|[+-]\d{2}:\d{2})$"
+)
 ATHENA_RUNNING = ("QUEUED", "RUNNING")
 # The columns Feature Store adds to every record of the offline store (a local store has them too).
 OFFLINE_STORE_COLUMNS = (WRITE_TIME, API_INVOCATION_TIME, IS_DELETED)
@@ -113,6 +115,22 @@ def dataset_of(labels_uri: str, labels_root: str | None = None) -> str:
     except ValueError as error:
         raise ConfigurationError(f"labels URI {labels_uri!r}: {error}") from None
     return dataset
+
+
+def parse_instant(text: str) -> datetime | None:
+    """An ISO 8601 time with a zone (``Z`` or ``+hh:mm``, up to 6 decimals) as an aware datetime, or None.
+
+    Written out rather than left to ``datetime.fromisoformat``, which accepts neither ``Z`` nor other
+    than 3 or 6 decimals before Python 3.11.
+    """
+    match = ISO_TIME.match(text)
+    if match is None:
+        return None
+    zone = "+00:00" if match["zone"] == "Z" else match["zone"]
+    try:
+        return datetime.fromisoformat(f"{match['base']}.{(match['fraction'] or '').ljust(6, '0')}{zone}")
+    except ValueError:  # a month 13, a 25th hour
+        return None
 
 
 def label_files(directory: Path) -> list[Path]:
@@ -165,12 +183,12 @@ def read_labels(directory: Path, schema: FeatureSchema) -> Labels:
             identifier, label_time, label = row
             if not identifier or identifier != identifier.strip():
                 raise DataError(f"{where}: {expected[0]} = {identifier!r} is empty or has surrounding spaces")
-            if not ISO_TIME.match(label_time):
+            moment = parse_instant(label_time)
+            if moment is None:
                 raise DataError(
                     f"{where}: {LABEL_TIME_COLUMN} = {label_time!r} is not an ISO 8601 time with a zone "
                     "(e.g. 2026-03-31T00:00:00Z)"
                 )
-            moment = datetime.fromisoformat(label_time)
             if label not in allowed:
                 raise DataError(f"{where}: {expected[2]} = {label!r}; it must be {' or '.join(sorted(allowed))}")
             key = (identifier, moment)
@@ -409,7 +427,10 @@ def build_training_set(
 
 
 def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+    moment = parse_instant(text)
+    if moment is None:  # the labels were validated; the query returns their times unchanged
+        raise DataError(f"the query returned a label time {text!r} that no validated label has")
+    return moment
 
 
 def write_outputs(training_set: TrainingSet, output_dir: Path, report_dir: Path) -> None:
