@@ -161,6 +161,11 @@ def build_training_set_locally(run_dir: Path, raw_dir: Path, rows: int, seed: in
     return output.strip(), check
 
 
+def _complete_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoints train.py finished writing (it writes ``checkpoint-N.partial.ubj``, then renames it)."""
+    return sorted(p for p in directory.glob("checkpoint-*.ubj") if re.fullmatch(r"checkpoint-\d{6}\.ubj", p.name))
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -243,13 +248,13 @@ def run_training(
     processes = start()
     if interrupt:
         checkpoints = bases[0] / "checkpoints"
-        while not any(checkpoints.glob("checkpoint-*.ubj")) and processes[0].poll() is None:
+        while not _complete_checkpoints(checkpoints) and processes[0].poll() is None:
             time.sleep(0.005)
         for process in processes:
             process.send_signal(signal.SIGKILL)
         for process in processes:
             process.wait()
-        newest = sorted(checkpoints.glob("checkpoint-*.ubj"))
+        newest = _complete_checkpoints(checkpoints)
         if not newest:
             raise StepFailedError("training finished before its first checkpoint; train longer to interrupt it")
         outcome.interrupted_at_round = int(newest[-1].stem.split("-")[1])
