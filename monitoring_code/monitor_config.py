@@ -106,7 +106,8 @@ class MonitorConfig:
     challenger: ChallengerSettings = field(default_factory=ChallengerSettings)
 
     def to_json(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        plain: dict[str, Any] = _plain(dataclasses.asdict(self))
+        return plain
 
 
 def _plain(value: Any) -> Any:
@@ -188,7 +189,10 @@ def _model_quality(data: Any) -> ModelQualitySettings:
     if "min_labelled" in data:
         kwargs["min_labelled"] = _count("model_quality.min_labelled", data["min_labelled"], minimum=10)
     if "max_drop" in data:
-        kwargs["max_drop"] = {**default.max_drop, **_metric_map("model_quality.max_drop", data["max_drop"], nullable=False)}
+        kwargs["max_drop"] = {
+            **default.max_drop,
+            **_metric_map("model_quality.max_drop", data["max_drop"], nullable=False),
+        }
     if "max_log_loss_increase" in data:
         value = _number("model_quality.max_log_loss_increase", data["max_log_loss_increase"])
         if value <= 0:
@@ -273,13 +277,20 @@ def parse_config(data: Any) -> MonitorConfig:
     for name in ("drift_alpha", "integrity_alpha"):
         if name in data:
             kwargs[name] = _alpha(name, data[name])
-    for name in ("max_missing_fraction", "max_type_error_fraction", "max_out_of_range_fraction", "max_malformed_fraction"):
+    for name in (
+        "max_missing_fraction",
+        "max_type_error_fraction",
+        "max_out_of_range_fraction",
+        "max_malformed_fraction",
+    ):
         if name in data:
             kwargs[name] = _fraction(name, data[name])
     if "prediction_threshold" in data:
         value = _number("prediction_threshold", data["prediction_threshold"])
         if not 0 < value < 1:
-            raise _fail("prediction_threshold", value, "is the score at or above which a prediction is positive: use (0, 1)")
+            raise _fail(
+                "prediction_threshold", value, "is the score at or above which a prediction is positive: use (0, 1)"
+            )
         kwargs["prediction_threshold"] = float(value)
     if "retrain_on" in data:
         kwargs["retrain_on"] = _retrain_on(data["retrain_on"])
