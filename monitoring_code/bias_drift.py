@@ -1,6 +1,6 @@
 """Bias drift: per segment of each protected attribute, the gaps between segments against the baseline.
 
-For a facet value d of a protected attribute (the churn example: is_senior = 1) and the rest a:
+For a facet value d of a protected attribute (in the churn example: seniors) and the rest a:
 
 - DPPL (Clarify's difference in positive proportions in predicted labels) = q_a - q_d, where q is the
   share of rows the model predicts positive (score >= ``prediction_threshold``);
