@@ -69,15 +69,15 @@ class VariantWindow:
     protected: list[NDArray[np.float64]] = field(default_factory=list)
     ids: list[NDArray[np.str_]] = field(default_factory=list)
     unusable_labels: int = 0
+    protected_width: int = 0  # columns of ``protected``: one per protected attribute
 
     @property
     def records(self) -> int:
         return self.statistics.rows + self.statistics.short + self.statistics.long
 
     def labelled(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.str_]]:
-        width = len(self.protected[0][0]) if self.protected and len(self.protected[0]) else 0
         if not self.labels:
-            return np.empty(0), np.empty(0), np.empty((0, width)), np.empty(0, dtype=str)
+            return np.empty(0), np.empty(0), np.empty((0, self.protected_width)), np.empty(0, dtype=str)
         return (
             np.concatenate(self.scores),
             np.concatenate(self.labels),
@@ -134,7 +134,8 @@ def accumulate(
         window = windows.get(chunk.variant)
         if window is None:
             seed = sum(map(ord, chunk.variant))  # stable per variant
-            window = VariantWindow(chunk.variant, FeatureStatistics(specs, config.drift_sample_size, seed=seed))
+            statistics = FeatureStatistics(specs, config.drift_sample_size, seed=seed)
+            window = VariantWindow(chunk.variant, statistics, protected_width=len(protected))
             windows[chunk.variant] = window
         scores = _scores(chunk.scores)
         bad_score = np.isnan(scores)
@@ -166,7 +167,8 @@ def accumulate(
     for variant, bad in malformed.items():
         window = windows.get(variant)
         if window is None:
-            window = VariantWindow(variant, FeatureStatistics(specs, config.drift_sample_size))
+            statistics = FeatureStatistics(specs, config.drift_sample_size)
+            window = VariantWindow(variant, statistics, protected_width=len(protected))
             windows[variant] = window
         window.malformed.counts.update(bad.counts)
         window.malformed.examples = (bad.examples + window.malformed.examples)[:5]
@@ -363,10 +365,11 @@ def run(inputs: RunInputs, config: MonitorConfig, schema: FeatureSchema | None =
             f"baselines folder {inputs.baselines} does not exist; give the job one <Variant>/ folder per variant"
         )
     model_folders = _subfolders(inputs.models)
+    width = len(protected_attributes(schema, config))
     for name in baseline_folders:  # a variant that served nothing in the window still reports zeros
-        windows.setdefault(
-            name, VariantWindow(name, FeatureStatistics(feature_specs(schema), config.drift_sample_size))
-        )
+        if name not in windows:
+            statistics = FeatureStatistics(feature_specs(schema), config.drift_sample_size)
+            windows[name] = VariantWindow(name, statistics, protected_width=width)
     results = {}
     for name in sorted(windows):
         baseline = read_baseline(baseline_folders[name], names) if name in baseline_folders else None
