@@ -67,8 +67,10 @@ def test_a_traffic_from_the_training_distribution_raises_no_violation(setup, tmp
     assert summary["status"] == "ok"
     assert champion["violations"] == dict.fromkeys(champion["violations"], 0)
     assert all(status.startswith("evaluated") for status in champion["checks"].values()), champion["checks"]
-    assert champion["records"] == RECORDS and champion["labelled_records"] == RECORDS
-    assert summary["retrain_recommended"] is False and summary["actions"] == []
+    assert champion["records"] == RECORDS
+    assert champion["labelled_records"] == RECORDS
+    assert summary["retrain_recommended"] is False
+    assert summary["actions"] == []
     assert violations(output) == []
     assert metric(output, "records_analyzed") == RECORDS
     assert metric(output, "data_drift_violations") == 0
@@ -109,9 +111,12 @@ def test_d_scores_shifted_for_one_segment_are_a_bias_violation(setup, tmp_path) 
     summary, output = monitor(setup, tmp_path, Scenario("segment", segment_shift=("is_senior", 1.0, 0.3)))
     champion = summary["variants"]["Champion"]
     found = [v for v in violations(output) if v["constraint_check_type"] == "bias_drift_check"]
-    assert found and {v["facet"] for v in found} == {"is_senior"} and {v["facet_value"] for v in found} == {"1"}
+    assert found
+    assert {v["facet"] for v in found} == {"is_senior"}
+    assert {v["facet_value"] for v in found} == {"1"}
     assert "DPPL" in {v["metric_name"] for v in found}
-    assert champion["violations"]["data_drift"] == 0 and champion["violations"]["data_integrity"] == 0
+    assert champion["violations"]["data_drift"] == 0
+    assert champion["violations"]["data_integrity"] == 0
     assert summary["retrain_recommended"] is False  # bias drift notifies: a person decides
     assert summary["notify"] is True
     assert metric(output, "bias_drift_violations") == len(found)
@@ -135,7 +140,8 @@ def test_integrity_vetoes_retraining_even_when_the_data_also_drifts(setup, tmp_p
     both = Scenario("both", shift=(("monthly_charges", 1.3),), corrupt=0.1)
     summary, _ = monitor(setup, tmp_path, both)
     champion = summary["variants"]["Champion"]
-    assert champion["violations"]["data_drift"] >= 1 and champion["violations"]["data_integrity"] >= 1
+    assert champion["violations"]["data_drift"] >= 1
+    assert champion["violations"]["data_integrity"] >= 1
     assert summary["retrain_recommended"] is False
     assert summary["retrain_reason"].startswith("withheld:")
 
@@ -169,10 +175,13 @@ def test_a_challenger_is_compared_with_the_champion(setup, tmp_path) -> None:
     replayed = local_monitoring.replay(tmp_path, models=models, scenario=Scenario("ab"), records=6000, seed=202)
     output = tmp_path / "output"
     code, summary, _ = local_monitoring.run_monitor(local_monitoring.monitor_arguments(replayed, weak, output))
-    assert code == 0 and summary is not None
+    assert code == 0
+    assert summary is not None
     (comparison,) = summary["comparisons"]
-    assert comparison["challenger"] == "Challenger" and comparison["champion"] == "Champion"
-    assert comparison["verdict"] == "worse" and comparison["verdict_code"] == -1
+    assert comparison["challenger"] == "Challenger"
+    assert comparison["champion"] == "Champion"
+    assert comparison["verdict"] == "worse"
+    assert comparison["verdict_code"] == -1
     assert comparison["interval"][1] < 0 < comparison["champion_value"] - comparison["challenger_value"]
     assert comparison["paired"] is False
     assert sum(comparison["labelled_records"].values()) == 6000
@@ -187,7 +196,8 @@ def test_same_model_on_both_variants_is_not_yet_significant(setup, tmp_path) -> 
     code, summary, _ = local_monitoring.run_monitor(
         local_monitoring.monitor_arguments(replayed, setup.monitored, tmp_path / "output")
     )
-    assert code == 0 and summary is not None
+    assert code == 0
+    assert summary is not None
     (comparison,) = summary["comparisons"]
     assert comparison["verdict"] == "not yet significant"
     low, high = comparison["interval"]
@@ -231,9 +241,11 @@ def test_bad_inputs_exit_2_with_the_reason_in_the_failure_file(setup, tmp_path) 
     config.write_text('{"drift_threshold": 0.1, "min_record": 100}')
     arguments = local_monitoring.monitor_arguments(replayed, setup.monitored, output, config=config)
     code, summary, _ = local_monitoring.run_monitor(arguments)
-    assert code == 2 and summary is None
+    assert code == 2
+    assert summary is None
     failure = (output / "failure").read_text()
-    assert "unknown key min_record" in failure and "min_records" in failure
+    assert "unknown key min_record" in failure
+    assert "min_records" in failure
 
     misplaced = tmp_path / "flat"
     misplaced.mkdir()
@@ -266,7 +278,8 @@ def test_a_variant_without_a_baseline_still_gets_integrity_checks(setup, tmp_pat
     code, summary, _ = local_monitoring.run_monitor(
         local_monitoring.monitor_arguments(replayed, setup.monitored, output)
     )
-    assert code == 0 and summary is not None
+    assert code == 0
+    assert summary is not None
     canary = summary["variants"]["Canary"]
     assert canary["checks"]["data_integrity"] == "evaluated"
     assert canary["checks"]["data_drift"].startswith("skipped: no baseline")
