@@ -26,7 +26,7 @@ def load_model(folder: Path) -> xgb.Booster:
     """``xgboost-model`` from a folder, or from the model.tar.gz in it (read in memory, nothing extracted)."""
     direct = folder / MODEL_FILE
     if direct.is_file():
-        return xgb.Booster(model_file=str(direct))
+        return xgb.Booster(model_file=bytearray(direct.read_bytes()))
     archives = sorted(folder.glob("*.tar.gz"))
     if not archives:
         raise DataError(f"no {MODEL_FILE} and no model.tar.gz in {folder}; give the job the model the variant serves")

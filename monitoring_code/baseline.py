@@ -117,6 +117,11 @@ def read_test(folder: Path, schema: FeatureSchema) -> tuple[NDArray[np.float64],
                     f"({', '.join(columns)}, no header) as preprocess.py writes them"
                 )
             frame.columns = columns
+            if any(str(value).strip() in columns for value in frame.iloc[0]) if len(frame) else False:
+                raise DataError(
+                    f"test data {path.name}: the first line is a header; test files have none (columns are "
+                    f"{', '.join(columns)} in that order, as preprocess.py writes them)"
+                )
         values = frame.apply(lambda c: pd.to_numeric(c.astype(str).str.strip().replace("", np.nan), errors="coerce"))
         bad_label = ~values[schema.label.name].isin(schema.label.allowed or (0, 1))
         if bad_label.any():

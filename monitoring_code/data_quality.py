@@ -269,7 +269,8 @@ def kll_sketch(values: NDArray[np.float64], count: int) -> list[list[float]]:
     standing for 2^level values, so Model Monitor's readers weigh them as a compacted sketch would."""
     if count <= 0 or not len(values):
         return []
-    level = max(0, math.ceil(math.log2(count / KLL_K))) if count > KLL_K else 0
+    capacity = min(KLL_K, len(values))  # at most k items, and no more than the sample holds
+    level = math.ceil(math.log2(count / capacity)) if count > capacity else 0
     items = max(1, min(len(values), round(count / 2**level)))
     chosen = np.sort(
         values[np.linspace(0, len(values) - 1, items).round().astype(int)] if items < len(values) else values
