@@ -71,7 +71,8 @@ def test_records_are_read_back_per_variant_with_the_inference_id_or_else_the_eve
     write_capture(tmp_path, "ep", "Champion", [record("1,2,3", "0.1", inference_id="x1", event_id="e1")], "f")
     write_capture(tmp_path, "ep", "Challenger", [record("4,5,6", "0.9\n", event_id="e2")], "f")
     seen, malformed = read_all(tmp_path)
-    assert seen["Champion"]["rows"] == ["1,2,3"] and seen["Champion"]["scores"] == ["0.1"]
+    assert seen["Champion"]["rows"] == ["1,2,3"]
+    assert seen["Champion"]["scores"] == ["0.1"]
     assert seen["Champion"]["ids"] == ["x1"]
     assert seen["Challenger"]["ids"] == ["e2"]  # no InferenceId from the caller: the event id
     assert all(bad.total == 0 for bad in malformed.values())
@@ -81,7 +82,7 @@ def test_variant_comes_from_the_folder_above_the_hour_folders(tmp_path) -> None:
     path = tmp_path / "prefix" / "churn-prod" / "Shadow" / "2026" / "12" / "01" / "10" / "x.jsonl"
     assert variant_of(path, tmp_path) == "Shadow"
     assert variant_of(path, tmp_path / "prefix" / "churn-prod") == "Shadow"
-    with pytest.raises(DataError, match="x.jsonl is not in SageMaker's layout"):
+    with pytest.raises(DataError, match=r"x\.jsonl is not in SageMaker.s layout"):
         variant_of(tmp_path / "prefix" / "churn-prod" / "Shadow" / "2026" / "12" / "x.jsonl", tmp_path)
 
 

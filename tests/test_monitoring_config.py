@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_contract_documents_exactly_the_default_config() -> None:
     text = (ROOT / "monitoring_code" / "CONTRACT.md").read_text()
-    block = re.search(r"<!-- default-config:start -->\n```json\n(.*?)\n```\n<!-- default-config:end -->", text, re.S)
+    block = re.search(
+        r"<!-- default-config:start -->\n```json\n(.*?)\n```\n<!-- default-config:end -->", text, re.DOTALL
+    )
     assert block, "CONTRACT.md lost its default-config block"
     assert json.loads(block[1]) == MonitorConfig().to_json()
 
@@ -98,7 +100,7 @@ def test_a_protected_attribute_needs_allowed_values(tmp_path, monkeypatch) -> No
 
 def test_bias_protected_must_name_a_feature_with_segments() -> None:
     schema = load_schema()
-    with pytest.raises(ConfigurationError, match="bias.protected names 'age', which is not a model feature"):
+    with pytest.raises(ConfigurationError, match=r"bias\.protected names 'age', which is not a model feature"):
         protected_attributes(schema, parse_config({"bias": {"protected": ["age"]}}))
     numeric = schema.model_features[0]
     with pytest.raises(ConfigurationError, match="which has no allowed values in the feature schema"):
