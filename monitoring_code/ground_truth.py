@@ -187,8 +187,12 @@ def upload(client: Any, files: Sequence[Path], root: Path, uri: str) -> list[str
 
 def _client(region: str | None) -> Any:
     import boto3  # only the operator's upload and S3 capture check need it
+    from botocore.exceptions import NoRegionError
 
-    return boto3.client("s3", region_name=region)
+    try:
+        return boto3.client("s3", region_name=region)
+    except NoRegionError:
+        raise ConfigurationError("no AWS region is configured: pass --region (the bucket's region)") from None
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -279,6 +283,8 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(list(argv))
     if not args.name or "/" in args.name:
         raise ConfigurationError(f"--name {args.name!r} must be a plain file name")
+    if args.upload is not None:
+        split_s3_uri(args.upload, "--upload")  # a bad URI is refused before anything is written
     needs_s3 = args.upload is not None or (args.capture or "").startswith("s3://")
     outcome = convert(
         args.input,

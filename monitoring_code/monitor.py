@@ -357,13 +357,14 @@ def run(inputs: RunInputs, config: MonitorConfig, schema: FeatureSchema | None =
     started = time.perf_counter()
     schema = schema or load_schema()
     names = schema.model_features
-    truth = read_ground_truth(inputs.ground_truth)
-    windows, matched = accumulate(inputs.capture, truth, schema, config)
-    baseline_folders = _subfolders(inputs.baselines)
     if not inputs.baselines.is_dir():
         raise DataError(
             f"baselines folder {inputs.baselines} does not exist; give the job one <Variant>/ folder per variant"
         )
+    truth = read_ground_truth(inputs.ground_truth)
+    windows, matched = accumulate(inputs.capture, truth, schema, config)
+    seconds = {"read": time.perf_counter() - started}
+    baseline_folders = _subfolders(inputs.baselines)
     model_folders = _subfolders(inputs.models)
     width = len(protected_attributes(schema, config))
     for name in baseline_folders:  # a variant that served nothing in the window still reports zeros
@@ -375,6 +376,7 @@ def run(inputs: RunInputs, config: MonitorConfig, schema: FeatureSchema | None =
         baseline = read_baseline(baseline_folders[name], names) if name in baseline_folders else None
         results[name] = judge_variant(windows[name], baseline, model_folders.get(name), schema, config)
 
+    seconds["judge"] = time.perf_counter() - started - seconds["read"]
     comparisons = []
     if inputs.champion in windows:
         champion_data = _labelled(windows[inputs.champion])
@@ -408,8 +410,11 @@ def run(inputs: RunInputs, config: MonitorConfig, schema: FeatureSchema | None =
                 ),
             )
     _write(output / "metrics.json", metrics_document(inputs, results, comparisons, summary))
-    summary["seconds"] = round(time.perf_counter() - started, 3)
+    seconds["compare"] = time.perf_counter() - started - seconds["read"] - seconds["judge"]
     write_report(output / "report.html", summary, results, comparisons, names)
+    seconds["total"] = time.perf_counter() - started
+    seconds["report"] = seconds["total"] - seconds["read"] - seconds["judge"] - seconds["compare"]
+    summary["seconds"] = {name: round(value, 3) for name, value in seconds.items()}
     _write(output / "summary.json", summary)
     return summary
 
