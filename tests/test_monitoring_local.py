@@ -34,7 +34,7 @@ def test_the_serving_runner_writes_capture_the_monitor_reads(setup, tmp_path) ->
     assert first["captureData"]["endpointInput"]["encoding"] == "JSON"
     assert first["eventMetadata"]["inferenceId"].startswith("demo-")
     malformed: dict[str, Malformed] = {}
-    rows = [c for c in read_capture(tmp_path / "capture", load_schema().model_features, malformed=malformed)]
+    rows = list(read_capture(tmp_path / "capture", load_schema().model_features, malformed=malformed))
     assert sum(len(c) for c in rows) == 305
     assert malformed["Champion"].total == 0
     assert {len(row.split(",")) for c in rows for row in c.rows} == {10}
@@ -64,7 +64,8 @@ def test_the_local_demo_baselines_the_trained_model_and_replays_clean_and_shifte
 def test_the_benchmark_runs_on_a_small_window(tmp_path, capsys) -> None:
     assert monitoring_benchmark.main(["--records", "3000", "--keep", str(tmp_path / "bench")]) == 0
     printed = capsys.readouterr().out
-    assert "monitor.py: " in printed and " records/s" in printed
+    assert "monitor.py: " in printed
+    assert " records/s" in printed
     assert "peak memory (the monitor process's max RSS): " in printed
     summary = json.loads((tmp_path / "bench" / "output" / "summary.json").read_text())
     assert sum(v["records"] for v in summary["variants"].values()) == 3000
