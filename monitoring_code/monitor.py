@@ -709,6 +709,11 @@ def format_summary(summary: dict[str, Any], output: Path) -> str:
         lines.append(
             f"  {name}: {variant['records']} records, {variant['labelled_records']} labelled; {counts}{drifted}"
         )
+        skipped = [
+            check.replace("_", " ") for check, status in variant["checks"].items() if status.startswith("skipped")
+        ]
+        if skipped:
+            lines.append(f"    not judged (see summary.json): {', '.join(skipped)}")
     for comparison in summary["comparisons"]:
         if comparison.get("verdict_code") is None:
             lines.append(f"  {comparison['challenger']} vs {comparison['champion']}: {comparison['verdict']}")

@@ -81,7 +81,10 @@ class CaptureLog:
 
     def write(self, root: Path, endpoint: str = CAPTURE_ENDPOINT, variant: str = CAPTURE_VARIANT) -> list[Path]:
         """``root/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl``, as the endpoint's capture writes it."""
-        return _capture_format().write_capture(root, endpoint, variant, self.records, f"local-{uuid.uuid4().hex[:12]}")
+        paths: list[Path] = _capture_format().write_capture(
+            root, endpoint, variant, self.records, f"local-{uuid.uuid4().hex[:12]}"
+        )
+        return paths
 
 
 @functools.cache

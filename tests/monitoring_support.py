@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost as xgb
+from numpy.typing import NDArray
 
 from churn_data import generate_customers, write_training_file
 from evaluate import evaluate
@@ -40,7 +41,7 @@ class MonitoringSetup:
     monitored: local_monitoring.Monitored  # Champion (and Challenger) serving the good model
 
 
-def _train(features: np.ndarray, labels: np.ndarray, rounds: int, depth: int) -> xgb.Booster:
+def _train(features: NDArray[np.float32], labels: NDArray[np.int64], rounds: int, depth: int) -> xgb.Booster:
     return xgb.train(
         {"objective": "binary:logistic", "max_depth": depth, "eta": 0.1, "nthread": 1},
         xgb.DMatrix(features, label=labels, feature_names=NAMES),

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import xgboost as xgb
+from numpy.typing import NDArray
 from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score, roc_auc_score
 
 import attribution_drift
@@ -21,7 +22,7 @@ NAMES = load_schema().model_features
 RNG = np.random.default_rng(12)
 
 
-def scored(n: int, separation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def scored(n: int, separation: float, seed: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Labels and scores whose AUC grows with ``separation``."""
     rng = np.random.default_rng(seed)
     labels = (rng.random(n) < 0.3).astype(np.float64)

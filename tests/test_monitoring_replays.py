@@ -49,7 +49,10 @@ def monitor(
 
 
 def violations(output: Path, variant: str = "Champion") -> list[dict[str, Any]]:
-    return json.loads((output / variant / "constraint_violations.json").read_text())["violations"]
+    found: list[dict[str, Any]] = json.loads((output / variant / "constraint_violations.json").read_text())[
+        "violations"
+    ]
+    return found
 
 
 def metric(output: Path, name: str, variant: str | None = "Champion") -> float:

@@ -85,8 +85,8 @@ def test_statistics_are_exact_and_in_model_monitors_format() -> None:
     frame.loc[::7, NAMES[1]] = np.nan  # some missing values
     statistics = FeatureStatistics(SPECS, 1000, seed=1)
     for index in np.array_split(np.arange(len(frame)), 4):  # streamed in chunks
-        part = frame.iloc[index]
-        statistics.add(validate(part[NAMES].to_numpy(dtype=np.float64), SPECS), np.full(len(part), 0.2))
+        part = frame[NAMES].to_numpy(dtype=np.float64)[index]
+        statistics.add(validate(part, SPECS), np.full(len(part), 0.2))
     document = statistics_json(statistics)
     assert document["dataset"]["item_count"] == 3000
     by_name = {f["name"]: f for f in document["features"]}
