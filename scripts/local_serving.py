@@ -4,12 +4,14 @@
 ``SAGEMAKER_MODEL_SERVER_WORKERS``), on a free port of this machine.
 
     python -m scripts.local_serving --model .local/training/train/output/model.tar.gz
+    python -m scripts.local_serving --capture .local/capture   # also write the requests as data capture
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -20,12 +22,18 @@ import sys
 import tarfile
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE = ROOT / "inference_code" / "serve"
+MONITORING_CODE = ROOT / "monitoring_code"
+CAPTURE_ENDPOINT = "churn-local"  # the endpoint and variant names local capture is filed under
+CAPTURE_VARIANT = "Champion"
 MODEL_FILE = "xgboost-model"  # what SageMaker's model.tar.gz holds and serve loads
 TRAINING_CODE = ROOT / "training_code"
 WARM_UP_SECONDS = 2.0  # workers build the ONNX fast path and import pandas after /ping answers
@@ -46,6 +54,48 @@ class LocalServer:
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
         return request(self.port, method, path, body, headers)
+
+
+class CaptureLog:
+    """What the endpoint's data capture would write for the requests this runner sends.
+
+    SageMaker captures requests and answers at the endpoint, outside the container, so locally the
+    runner records them, in SageMaker's format and layout (``monitoring_code/capture_format.py``).
+    """
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, object]] = []
+
+    def add(self, body: bytes, content_type: str, answer: bytes, accept: str, inference_id: str | None = None) -> None:
+        self.records.append(
+            _capture_format().capture_record(
+                input_data=body.decode(),
+                output_data=answer.decode(),
+                event_id=str(uuid.uuid4()),
+                inference_id=inference_id,
+                inference_time=datetime.now(UTC),
+                input_content_type=content_type,
+                output_content_type=accept,
+            )
+        )
+
+    def write(self, root: Path, endpoint: str = CAPTURE_ENDPOINT, variant: str = CAPTURE_VARIANT) -> list[Path]:
+        """``root/<endpoint>/<variant>/yyyy/mm/dd/hh/<file>.jsonl``, as the endpoint's capture writes it."""
+        paths: list[Path] = _capture_format().write_capture(
+            root, endpoint, variant, self.records, f"local-{uuid.uuid4().hex[:12]}"
+        )
+        return paths
+
+
+@functools.cache
+def _capture_format() -> Any:
+    """monitoring_code/capture_format.py (the runtime folders are not packages)."""
+    sys.path.insert(0, str(MONITORING_CODE))
+    try:
+        import capture_format
+    finally:
+        sys.path.remove(str(MONITORING_CODE))
+    return capture_format
 
 
 def free_port() -> int:
@@ -139,18 +189,22 @@ def sample_customers(count: int, seed: int = 2026) -> list[dict[str, object]]:
     ]
 
 
-def score_customers(server: LocalServer, customers: list[dict[str, object]]) -> list[float]:
+def score_customers(
+    server: LocalServer, customers: list[dict[str, object]], capture: CaptureLog | None = None
+) -> list[float]:
     body = json.dumps({"instances": [c["features"] for c in customers]}, default=float).encode()
     status, payload = server.request(
         "POST", "/invocations", body, {"Content-Type": "application/json", "Accept": "application/json"}
     )
     if status != 200:
         raise ServerFailedError(f"/invocations answered {status}: {payload.decode(errors='replace')}")
+    if capture is not None:
+        capture.add(body, "application/json", payload, "application/json", inference_id=f"demo-{uuid.uuid4().hex[:8]}")
     return [float(item["score"]) for item in json.loads(payload)["predictions"]]
 
 
 def single_row_latency(
-    server: LocalServer, customers: list[dict[str, object]], requests: int = 300
+    server: LocalServer, customers: list[dict[str, object]], requests: int = 300, capture: CaptureLog | None = None
 ) -> tuple[float, float]:
     """Median and p99 milliseconds of one-row CSV requests on one kept-alive connection, once the
     workers have finished their background warm-up (about a second after the first /ping)."""
@@ -165,25 +219,29 @@ def single_row_latency(
                 "POST", "/invocations", body=rows[index % len(rows)], headers={"Content-Type": "text/csv"}
             )
             response = connection.getresponse()
-            response.read()
+            answer = response.read()
             if index >= WARM_UP_REQUESTS:
                 timings.append((time.perf_counter() - started) * 1000)
             if response.status != 200:
                 raise ServerFailedError(f"/invocations answered {response.status}")
+            if capture is not None and index >= WARM_UP_REQUESTS:
+                capture.add(rows[index % len(rows)], "text/csv", answer, "text/csv", inference_id=f"latency-{index}")
     finally:
         connection.close()
     timings.sort()
     return statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
 
 
-def demo(archive: Path, customers: int = 5) -> str:
-    """Serve ``archive``, score ``customers`` sample customers, report answers and latency."""
+def demo(archive: Path, customers: int = 5, capture_dir: Path | None = None) -> str:
+    """Serve ``archive``, score ``customers`` sample customers, report answers and latency; with
+    ``capture_dir``, write the requests and answers there as the endpoint's data capture would."""
+    capture = CaptureLog() if capture_dir is not None else None
     with tempfile.TemporaryDirectory() as folder:
         model_dir = unpack_model(archive, Path(folder))
         with running_server(model_dir) as server:
             sample = sample_customers(customers)
-            scores = score_customers(server, sample)
-            median, p99 = single_row_latency(server, sample)
+            scores = score_customers(server, sample, capture)
+            median, p99 = single_row_latency(server, sample, capture=capture)
     lines = [f"serve: ready in {server.startup_seconds:.2f} s on port {server.port} (2 workers)"]
     for customer, score in zip(sample, scores, strict=True):
         features = customer["features"]
@@ -191,6 +249,9 @@ def demo(archive: Path, customers: int = 5) -> str:
         shown = ", ".join(f"{name} {features[name]:g}" for name in list(features)[:4])  # the schema's first four
         lines.append(f"  {customer['customer_id']}: churn probability {score:.3f} ({shown}, ...)")
     lines.append(f"latency of one-row requests over HTTP: median {median:.2f} ms, p99 {p99:.2f} ms")
+    if capture is not None and capture_dir is not None:
+        paths = capture.write(capture_dir)
+        lines.append(f"capture: {len(capture.records)} requests in SageMaker's format, {paths[0].parent}")
     return "\n".join(lines)
 
 
@@ -200,11 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         "--model", type=Path, default=ROOT / ".local" / "training" / "train" / "output" / "model.tar.gz"
     )
     parser.add_argument("--customers", type=int, default=5)
+    parser.add_argument("--capture", type=Path, help="write the requests as SageMaker data capture under this folder")
     args = parser.parse_args(argv)
     if not args.model.is_file():
         parser.error(f"no model at {args.model}; train one first: python -m scripts.local_training")
     try:
-        print(demo(args.model, args.customers))
+        print(demo(args.model, args.customers, args.capture))
     except ServerFailedError as error:
         print(f"Local serving failed: {error}", file=sys.stderr)
         return 1

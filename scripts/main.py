@@ -7,6 +7,8 @@
    layout) on generated data, and print its AUC and where the model and report are.
 3. Serve that model with the serving container's entry point, score a few sample customers, and
    print the answers and the latency.
+4. Monitor that model: its baselines (baseline.py), then a clean and a shifted replay of captured
+   traffic through monitor.py, and print both summaries and where the reports are.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 from config import ConfigError, load_config
+from scripts import local_monitoring
 from scripts.local_serving import ServerFailedError, demo
 from scripts.local_training import DEFAULT_RUN_DIR, StepFailedError, run_pipeline, summary
 from scripts.synth_report import format_report, synth_and_scan
@@ -66,6 +69,13 @@ def main() -> int:
         print(demo(training.model_archive))
     except ServerFailedError as error:
         print(f"Local serving failed: {error}", file=sys.stderr)
+        return 1
+
+    step("Monitoring locally: baselines, then a clean and a shifted replay of captured traffic through monitor.py")
+    try:
+        print(local_monitoring.demo(DEFAULT_RUN_DIR))
+    except (FileNotFoundError, RuntimeError) as error:
+        print(f"Local monitoring failed: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -182,6 +182,7 @@ SCANNED = (
     "benchmarks",
     "training_code",
     "inference_code",
+    "monitoring_code",
 )
 GENERATED = {"training_code/feature_schema.json", "config/feature_groups.lock.json"}
 
