@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from config import EnvironmentConfig
+from platform_constructs.code_bundle import training_code_bundle
 from platform_constructs.feature_ingestion import FeatureIngestionPipeline
 from platform_constructs.isolated_network import IsolatedNetwork
 from platform_constructs.retraining_triggers import RetrainingTriggers
@@ -40,6 +43,22 @@ class TrainingStack(Stack):
         self.serving_image = ServingImage(self, "ServingImage")
         raw_bucket = data.import_bucket(self, "raw", data.data_key)
         processed_bucket = data.import_bucket(self, "processed", data.data_key)
+        if not env_config.training.enabled:
+            # The environment serves models another one promotes to it (config [promotion]): no training
+            # pipeline and no retraining triggers; the serving image and feature ingestion stay.
+            self.pipeline = None
+            self.ingestion = self._feature_ingestion(
+                env_config,
+                project,
+                data,
+                network,
+                raw_bucket,
+                processed_bucket,
+                s3_assets.Asset(self, "TrainingCode", path=str(training_code_bundle())),
+            )
+            self.add_stack_dependency(data)
+            CfnOutput(self, "FeatureIngestionPipelineName", value=self.ingestion.pipeline_name)
+            return
         self.pipeline = TrainingPipeline(
             self,
             "TrainingPipeline",
@@ -57,21 +76,8 @@ class TrainingStack(Stack):
             security_group=network.job_security_group,
             serving_image_uri=self.serving_image.image_uri,
         )
-        self.ingestion = FeatureIngestionPipeline(
-            self,
-            "FeatureIngestion",
-            pipeline_name=f"{project}-{env_config.name}-ingest-features",
-            feature_group_name=data.feature_store.group_name,
-            settings=env_config.training,
-            feature_store=env_config.feature_store,
-            code=self.pipeline.code,
-            raw_bucket=raw_bucket,
-            raw_prefix=RAW_PREFIX,
-            processed_bucket=processed_bucket,
-            data_key=data.data_key,
-            vpc=network.vpc,
-            subnets=network.selected_subnets,
-            security_group=network.job_security_group,
+        self.ingestion = self._feature_ingestion(
+            env_config, project, data, network, raw_bucket, processed_bucket, self.pipeline.code
         )
         self.triggers = RetrainingTriggers(
             self,
@@ -88,3 +94,30 @@ class TrainingStack(Stack):
         self.add_stack_dependency(data)
         CfnOutput(self, "PipelineName", value=name)
         CfnOutput(self, "FeatureIngestionPipelineName", value=self.ingestion.pipeline_name)
+
+    def _feature_ingestion(
+        self,
+        env_config: EnvironmentConfig,
+        project: str,
+        data: DataStack,
+        network: IsolatedNetwork,
+        raw_bucket: s3.IBucket,
+        processed_bucket: s3.IBucket,
+        code: s3_assets.Asset,
+    ) -> FeatureIngestionPipeline:
+        return FeatureIngestionPipeline(
+            self,
+            "FeatureIngestion",
+            pipeline_name=f"{project}-{env_config.name}-ingest-features",
+            feature_group_name=data.feature_store.group_name,
+            settings=env_config.training,
+            feature_store=env_config.feature_store,
+            code=code,
+            raw_bucket=raw_bucket,
+            raw_prefix=RAW_PREFIX,
+            processed_bucket=processed_bucket,
+            data_key=data.data_key,
+            vpc=network.vpc,
+            subnets=network.selected_subnets,
+            security_group=network.job_security_group,
+        )

@@ -15,13 +15,14 @@ from botocore.validate import ParamValidator
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from config import PlatformConfig
+from config import PlatformConfig, load_config
 from platform_constructs.code_bundle import build_bundle
 from platform_constructs.pipeline_definition import AUC_PATH, METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from policy.ml_platform_rules import parse_pipeline_definition
 from tests.conftest import Synthesized, resources_of_type
 
-ENVS = ["dev", "staging", "prod"]
+# Environments that train their own models (prod serves the models staging promotes: training.enabled = false).
+ENVS = [env.name for env in load_config().environments if env.training.enabled]
 SAGEMAKER_API = botocore.session.get_session().get_service_model("sagemaker")
 JOB_OPERATIONS = {
     "Processing": ("CreateProcessingJob", "ProcessingJobName"),
