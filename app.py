@@ -58,7 +58,21 @@ def create_app(
 TOOLING_STAGE_ID = "Tooling"
 
 
+def availability_zones_context(config: PlatformConfig) -> dict[str, list[str]]:
+    """The answer to CDK's availability-zone lookups, from config: ``ec2.Vpc`` checks explicit zones
+    against its stack's zones, which would otherwise be a lookup the CLI tries to make with credentials
+    (the delivery pipeline makes the CLI resolve the environments' lookups too)."""
+    zones: dict[str, set[str]] = {}
+    for env in config.environments:
+        zones.setdefault(f"availability-zones:account={env.account}:region={env.region}", set()).update(
+            env.availability_zones
+        )
+    return {key: sorted(names) for key, names in zones.items()}
+
+
 def add_environments(app: App, config: PlatformConfig, env_names: Sequence[str]) -> dict[str, PlatformStage]:
+    for key, zones in availability_zones_context(config).items():
+        app.node.set_context(key, zones)
     return {
         name: PlatformStage(app, stage_id(name), config=config, env_config=config.environment(name))
         for name in env_names

@@ -90,3 +90,9 @@ def test_every_environment_and_the_delivery_pipeline_are_synthesized_once(synthe
     assert [p.name for p in (synthesized.outdir / "assembly-Tooling").glob("*.template.json")] == [
         synthesized.template_paths["Tooling/Pipeline"].name
     ]
+
+
+def test_synth_asks_for_no_lookup(synthesized: Synthesized) -> None:
+    """The CLI resolves the context an assembly reports missing with AWS calls; zones come from config."""
+    for manifest in [synthesized.outdir / "manifest.json", *synthesized.outdir.glob("assembly-*/manifest.json")]:
+        assert json.loads(manifest.read_text()).get("missing", []) == [], manifest
