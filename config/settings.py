@@ -128,6 +128,10 @@ INTERFACE_ENDPOINT_SERVICES = (
     "kms",
     "athena",
     "glue",
+    # The platform's functions: the model deployer (SSM, CloudFormation) and the alerts they send (SNS).
+    "ssm",
+    "cloudformation",
+    "sns",
 )
 
 # Environments whose data must survive a `cdk destroy`.
@@ -288,6 +292,9 @@ class TuningSettings:
 class TrainingSettings:
     """The training pipeline: compute, spot, limits, quality gate and retraining schedule."""
 
+    # False: the environment trains no models of its own (no training pipeline, no retraining
+    # triggers); it serves the models another environment promotes to it ([promotion]).
+    enabled: bool = True
     instance_type: str = "ml.m5.xlarge"
     instance_count: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -657,6 +664,124 @@ class ToolingConfig:
         _check_region(f"{path}.region", self.region)
 
 
+_CONNECTION_RE = re.compile(
+    r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"connection/[0-9a-f-]{36}$"
+)
+_REPOSITORY_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """The delivery pipeline of the tooling account, and the route approved models take between
+    environments.
+
+    The pipeline deploys ``environments`` in order, each followed by its smoke test, and waits for a
+    person before each environment in ``manual_approval_before``. Independently of the pipeline, a
+    model package approved in ``promote_models_from`` is copied into ``promote_models_to``'s model
+    registry, where it waits for that environment's own approval.
+    """
+
+    connection_arn: str  # a CodeConnections (CodeStar) connection of the tooling account
+    repository: str  # owner/name
+    branch: str = "main"
+    environments: tuple[str, ...] = ("dev", "staging", "prod")
+    manual_approval_before: tuple[str, ...] = ("prod",)
+    promote_models_from: str = "staging"
+    promote_models_to: str = "prod"
+    smoke_test_latency_ms: int = 1000  # the slowest answer of the endpoint a smoke test accepts
+    smoke_test_rows: int = 5  # sample customers per request the smoke test sends to each variant
+
+    @property
+    def promotes_models(self) -> bool:
+        return bool(self.promote_models_from)
+
+    def validate(self, path: str, config: PlatformConfig) -> None:
+        match = _CONNECTION_RE.match(self.connection_arn)
+        if not match:
+            raise ConfigError(
+                f"{path}.connection_arn",
+                self.connection_arn,
+                "must be the ARN of a CodeConnections connection, "
+                "arn:aws:codeconnections:<region>:<account>:connection/<id> (see README, 'Set up promotion')",
+            )
+        if match["account"] != config.tooling.account:
+            raise ConfigError(
+                f"{path}.connection_arn",
+                self.connection_arn,
+                f"belongs to account {match['account']}; the pipeline runs in the tooling account "
+                f"{config.tooling.account} and can use only its own connections",
+            )
+        if not _REPOSITORY_RE.match(self.repository):
+            raise ConfigError(f"{path}.repository", self.repository, "must be owner/name, e.g. my-org/ml-platform")
+        if not _BRANCH_RE.match(self.branch):
+            raise ConfigError(f"{path}.branch", self.branch, "must be a branch name, e.g. main")
+        known = config.environment_names
+        if not self.environments:
+            raise ConfigError(f"{path}.environments", [], "name the environments the pipeline deploys, in order")
+        for index, name in enumerate(self.environments):
+            if name not in known:
+                raise ConfigError(
+                    f"{path}.environments[{index}]", name, f"unknown environment; choose from {_choices(known)}"
+                )
+        if len(set(self.environments)) != len(self.environments):
+            raise ConfigError(f"{path}.environments", list(self.environments), "lists an environment twice")
+        for index, name in enumerate(self.manual_approval_before):
+            if name not in self.environments:
+                raise ConfigError(
+                    f"{path}.manual_approval_before[{index}]",
+                    name,
+                    f"not deployed by the pipeline; choose from {_choices(self.environments)}",
+                )
+        if not 1 <= self.smoke_test_latency_ms <= 60_000:
+            raise ConfigError(
+                f"{path}.smoke_test_latency_ms", self.smoke_test_latency_ms, "must be between 1 and 60000"
+            )
+        if not 1 <= self.smoke_test_rows <= 100:
+            raise ConfigError(f"{path}.smoke_test_rows", self.smoke_test_rows, "must be between 1 and 100")
+        self._validate_models(path, config)
+
+    def _validate_models(self, path: str, config: PlatformConfig) -> None:
+        source, target = self.promote_models_from, self.promote_models_to
+        if bool(source) != bool(target):
+            name = "promote_models_to" if source else "promote_models_from"
+            raise ConfigError(f"{path}.{name}", "", "set both promote_models_from and promote_models_to, or neither")
+        if source:
+            for name, value in (("promote_models_from", source), ("promote_models_to", target)):
+                if value not in config.environment_names:
+                    raise ConfigError(
+                        f"{path}.{name}",
+                        value,
+                        f"unknown environment; choose from {_choices(config.environment_names)}",
+                    )
+            if source == target:
+                raise ConfigError(f"{path}.promote_models_to", target, "must differ from promote_models_from")
+            source_env, target_env = config.environment(source), config.environment(target)
+            if source_env.region != target_env.region:
+                raise ConfigError(
+                    f"{path}.promote_models_to",
+                    target,
+                    f"is in {target_env.region} and {source} in {source_env.region}: the platform's isolated "
+                    "networks reach S3 and SageMaker of their own region only, so models are promoted within "
+                    "one region",
+                )
+            if not source_env.training.enabled:
+                raise ConfigError(
+                    f"{path}.promote_models_from",
+                    source,
+                    "trains no models (environments.training.enabled = false); promote from an environment that trains",
+                )
+        for env in config.environments:
+            if not env.training.enabled and env.name != target:
+                raise ConfigError(
+                    f"environments[{config.environments.index(env)}].training.enabled",
+                    False,
+                    f"{env.name} would neither train models nor receive promoted ones, so it could never serve "
+                    f"one; set training.enabled = true or [promotion] promote_models_to = {env.name!r}",
+                )
+
+
 @dataclass(frozen=True)
 class PlatformConfig:
     """All environments of the platform, validated as a whole."""
@@ -665,6 +790,7 @@ class PlatformConfig:
     tooling: ToolingConfig
     environments: tuple[EnvironmentConfig, ...]
     tags: Mapping[str, str] = field(default_factory=dict)
+    promotion: PromotionConfig | None = None
 
     @property
     def environment_names(self) -> tuple[str, ...]:
@@ -708,6 +834,16 @@ class PlatformConfig:
         for key, value in self.tags.items():
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"tags.{key}", value, "tag values must be non-empty strings")
+        if self.promotion is not None:
+            self.promotion.validate("promotion", self)
+        else:
+            for index, env in enumerate(self.environments):
+                if not env.training.enabled:
+                    raise ConfigError(
+                        f"environments[{index}].training.enabled",
+                        False,
+                        f"{env.name} would never serve a model: without [promotion] nothing is promoted to it",
+                    )
 
 
 def _check_account(path: str, value: str) -> None:
@@ -723,7 +859,18 @@ def _check_region(path: str, value: str) -> None:
 # --- parsing ---------------------------------------------------------------------------------------
 
 
+def _optional_of(tp: Any) -> Any:
+    """``X`` for ``X | None``, else None."""
+    if get_origin(tp) in (types.UnionType, typing.Union):
+        arms = [arm for arm in get_args(tp) if arm is not type(None)]
+        if len(arms) == 1:
+            return arms[0]
+    return None
+
+
 def _type_name(tp: Any) -> str:
+    if _optional_of(tp) is not None:
+        return _type_name(_optional_of(tp))
     if get_origin(tp) is tuple:
         return f"list of {_type_name(get_args(tp)[0])}"
     if get_origin(tp) is Literal:
@@ -734,6 +881,8 @@ def _type_name(tp: Any) -> str:
 
 
 def _parse_value(tp: Any, value: Any, path: str) -> Any:
+    if _optional_of(tp) is not None:  # TOML has no null: a present key always has a value
+        return _parse_value(_optional_of(tp), value, path)
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -823,6 +972,7 @@ __all__ = [
     "NetworkSettings",
     "OperationsSettings",
     "PlatformConfig",
+    "PromotionConfig",
     "ServingSettings",
     "ToolingConfig",
     "TrainingSettings",

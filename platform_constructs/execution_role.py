@@ -62,9 +62,11 @@ class ServiceRole(Construct):
         assumed_by: iam.IPrincipal,
         description: str,
         managed_policies: Sequence[iam.IManagedPolicy] = (),
+        role_name: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        self.role = iam.Role(self, "Role", assumed_by=assumed_by, description=description)
+        # A fixed name only where another account or stack must name the role before it exists.
+        self.role = iam.Role(self, "Role", assumed_by=assumed_by, description=description, role_name=role_name)
         self.policy = iam.ManagedPolicy(
             self, "Permissions", roles=[self.role], description=f"Permissions: {description}"
         )

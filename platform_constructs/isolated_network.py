@@ -51,7 +51,15 @@ ENDPOINT_SERVICES: dict[str, _EndpointService] = {
     "kms": _EndpointService("KmsEndpoint", ec2.InterfaceVpcEndpointAwsService.KMS),
     "athena": _EndpointService("AthenaEndpoint", ec2.InterfaceVpcEndpointAwsService.ATHENA),
     "glue": _EndpointService("GlueEndpoint", ec2.InterfaceVpcEndpointAwsService.GLUE),
+    "ssm": _EndpointService("SsmEndpoint", ec2.InterfaceVpcEndpointAwsService.SSM),
+    "cloudformation": _EndpointService("CloudFormationEndpoint", ec2.InterfaceVpcEndpointAwsService.CLOUDFORMATION),
+    "sns": _EndpointService("SnsEndpoint", ec2.InterfaceVpcEndpointAwsService.SNS),
 }
+
+
+def _custom_resource_responses(region: str) -> str:
+    """The bucket CloudFormation's presigned custom-resource response URLs point at in ``region``."""
+    return f"cloudformation-custom-resource-response-{region.replace('-', '')}"
 
 
 class IsolatedNetwork(Construct):
@@ -199,6 +207,31 @@ class IsolatedNetwork(Construct):
                 principals=[iam.AnyPrincipal()],
                 actions=["s3:GetObject"],
                 resources=[f"arn:{stack.partition}:s3:::prod-{stack.region}-starport-layer-bucket/*"],
+            )
+        )
+        # A custom resource's function answers CloudFormation by a PUT to a presigned URL in this
+        # AWS-owned bucket of the region (signed by CloudFormation, hence no principal condition).
+        self.s3_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="CloudFormationCustomResourceResponses",
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[f"arn:{stack.partition}:s3:::{_custom_resource_responses(stack.region)}/*"],
+            )
+        )
+
+    def allow_reading_other_account(self, *, account: str, object_arns: list[str], sid: str) -> None:
+        """Let principals of this account read ``object_arns`` of buckets in ``account`` through the S3
+        gateway endpoint (which otherwise admits buckets of this account only)."""
+        self.s3_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject"],
+                resources=object_arns,
+                conditions={
+                    "StringEquals": {"aws:PrincipalAccount": Stack.of(self).account, "s3:ResourceAccount": account}
+                },
             )
         )
 

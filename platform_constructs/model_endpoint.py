@@ -33,7 +33,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from config import ServingSettings
-from policy.acknowledge import acknowledge, acknowledge_all
+from policy.acknowledge import acknowledge, acknowledge_all, skip_checkov
 
 SHADOW = "Shadow"
 SERVERLESS_LIMITS = (
@@ -105,6 +105,7 @@ class ModelEndpoint(Construct):
             if serverless:
                 acknowledge(model, "MlPlatform-ModelNetworkIsolation", SERVERLESS_LIMITS)
                 acknowledge(model, "MlPlatform-ModelInVpc", SERVERLESS_LIMITS)
+                skip_checkov(model, "CKV_AWS_370", SERVERLESS_LIMITS)
 
         self.config = sagemaker.CfnEndpointConfig(
             self,

@@ -22,6 +22,26 @@ class ModelRegistry(Construct):
         self.group_name = group_name
         self.group_arn = self.group.attr_model_package_group_arn
 
+    def allow_reading(self, *, account: str, principal_arn: str) -> None:
+        """Let one role of another account describe and list this group's versions (the receiving
+        environment's model intake). The account is the principal and the role a condition, so the policy
+        is valid before that role exists."""
+        group_arn, versions_arn = registry_arns(self, self.group_name)
+        partition = Stack.of(self).partition
+        self.group.model_package_group_policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ModelIntake",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+                    "Action": list(READ_ACTIONS),
+                    "Resource": [group_arn, versions_arn],
+                    "Condition": {"ArnEquals": {"aws:PrincipalArn": principal_arn}},
+                }
+            ],
+        }
+
 
 # What a pipeline needs to register versions, and a deployer to read them.
 REGISTER_ACTIONS = (

@@ -65,6 +65,7 @@ class PlatformFunction(Construct):
         memory_mb: int = 256,
         reserved_concurrency: int = 1,
         code_dir: Path = FUNCTIONS_DIR,
+        role_name: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
@@ -86,6 +87,7 @@ class PlatformFunction(Construct):
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Lambda: {description}",
+            role_name=role_name,
         )
         self._allow_hosting(stack, key, subnets.subnet_ids, security_group.security_group_id)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from aws_cdk import Validations
 from constructs import IConstruct
 
-from app import build_app, stage_id
+from app import TOOLING_STAGE_ID, build_app, stage_id
 from config import PlatformConfig
 from policy.audit import pack_of
 from policy.ml_platform_rules import PACK_NAME
@@ -71,8 +71,10 @@ def synth_and_scan(config: PlatformConfig, outdir: Path) -> SynthReport:
     started = time.perf_counter()
     acknowledged = acknowledgments_by_path(app)
     regions = {stage_id(env.name): env.region for env in config.environments}
+    regions[TOOLING_STAGE_ID] = config.tooling.region
     rows = []
     order = {stage_id(name): index for index, name in enumerate(config.environment_names)}
+    order[TOOLING_STAGE_ID] = len(order)  # the delivery pipeline, after the environments
     artifacts = sorted(assembly.stacks_recursively, key=lambda a: (order[a.hierarchical_id.split("/")[0]], a.id))
     for artifact in artifacts:
         stage, stack = artifact.hierarchical_id.split("/")
@@ -121,7 +123,8 @@ def format_report(report: SynthReport) -> str:
         if report.ok
         else "checkov or cfn-lint reported problems: see above.",
         (
-            f"Synth of {len({r.environment for r in report.rows})} environments: {report.synth_seconds:.1f} s; "
+            f"Synth of {len({r.environment for r in report.rows} - {TOOLING_STAGE_ID.lower()})} environments "
+            f"and the delivery pipeline: {report.synth_seconds:.1f} s; "
             f"cfn-lint and checkov: {report.scan_seconds:.1f} s."
         ),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -125,6 +126,40 @@ class DataStack(Stack):
             ("DataKeyArn", self.data_key.key_arn),
         ):
             CfnOutput(self, name, value=value)
+
+    def share_models_with(self, *, account: str, principal_arn: str, object_patterns: dict[str, str]) -> None:
+        """Let one role of another account (the receiving environment's model intake) read this
+        environment's model versions and the objects they name: ``object_patterns`` maps a bucket purpose
+        (models, processed, monitoring) to the key pattern it may read; KMS decrypts through S3 only."""
+        self.model_registry.allow_reading(account=account, principal_arn=principal_arn)
+        buckets = {
+            "models": self.model_artifacts_bucket,
+            "processed": self.processed_bucket,
+            "monitoring": self.monitoring_bucket,
+        }
+        reader = iam.AccountPrincipal(account)
+        only_intake = {"ArnEquals": {"aws:PrincipalArn": principal_arn}}
+        for purpose, pattern in object_patterns.items():
+            bucket = buckets[purpose]
+            bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="ModelIntakeReads",
+                    principals=[reader],
+                    actions=["s3:GetObject"],
+                    resources=[bucket.arn_for_objects(pattern)],
+                    conditions=only_intake,
+                )
+            )
+        for key in (self.model_key, self.data_key):
+            key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="ModelIntakeDecryptsThroughS3",
+                    principals=[reader],
+                    actions=["kms:Decrypt"],
+                    resources=["*"],  # in a key policy "*" means this key
+                    conditions={**only_intake, "StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
+                )
+            )
 
     def bucket_name(self, purpose: str) -> str:
         return make_bucket_name(self.project, self.env_name, purpose, self.account, self.region)

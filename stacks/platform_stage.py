@@ -6,8 +6,11 @@ from aws_cdk import Aspects, Environment, Stage, Tags
 from constructs import Construct
 
 from config import EnvironmentConfig, PlatformConfig
+from platform_constructs.model_deployer import SmokeTestAccess, smoke_runner_role_arn, smoke_test_role_name
+from platform_constructs.model_promotion import PromotedObjects, intake_role_name
 from policy.cdk_providers import AcceptCdkProviderFindings
 from stacks.data_stack import DataStack
+from stacks.deployment_stack import DeploymentStack
 from stacks.network_stack import NetworkStack
 from stacks.operations_stack import OperationsStack
 from stacks.serving_stack import ServingStack
@@ -64,6 +67,8 @@ class PlatformStage(Stage):
             termination_protection=protect,
         )
 
+        self.deployment = self._deployment_stack(config, env_config, prefix, protect)
+
         self.serving = ServingStack(
             self,
             "Serving",
@@ -77,7 +82,69 @@ class PlatformStage(Stage):
             termination_protection=protect,
         )
 
+        self.serving.add_stack_dependency(self.deployment)  # its parameters read the deployment's SSM parameters
+        self._smoke_test_access(config, env_config)
+
         for key, value in sorted(config.tags.items()):
             Tags.of(self).add(key, value)
         Tags.of(self).add("Environment", env_config.name)
         Aspects.of(self).add(AcceptCdkProviderFindings())
+
+    def _deployment_stack(
+        self, config: PlatformConfig, env_config: EnvironmentConfig, prefix: str, protect: bool
+    ) -> DeploymentStack:
+        """The model deployer, and this environment's end of model promotion ([promotion] in config)."""
+        promotion = config.promotion
+        source = target = None
+        if promotion is not None and promotion.promotes_models:
+            if env_config.name == promotion.promote_models_to:
+                source = config.environment(promotion.promote_models_from)
+            if env_config.name == promotion.promote_models_from:
+                target = config.environment(promotion.promote_models_to)
+        deployment = DeploymentStack(
+            self,
+            "Deployment",
+            env_config=env_config,
+            project=config.project,
+            data=self.data,
+            network=self.network.network,
+            alerts=self.operations.alerts,
+            model_source=source,
+            model_target=target,
+            stack_name=f"{prefix}-deployment",
+            description=f"ML platform {env_config.name}: model deployer, approved-model parameters, promotion",
+            termination_protection=protect,
+        )
+        if target is not None:
+            # The receiving environment's intake may read this environment's approved versions.
+            self.data.share_models_with(
+                account=target.account,
+                principal_arn=f"arn:{self.data.partition}:iam::{target.account}:role/"
+                + intake_role_name(config.project, target.name),
+                object_patterns=PromotedObjects(config.project, env_config.name).source_patterns,
+            )
+        return deployment
+
+    def _smoke_test_access(self, config: PlatformConfig, env_config: EnvironmentConfig) -> None:
+        """The role the delivery pipeline's smoke test assumes, where the pipeline deploys this environment."""
+        promotion = config.promotion
+        if promotion is None or env_config.name not in promotion.environments:
+            return
+        pipelines = [
+            *([self.training.pipeline.pipeline_name] if self.training.pipeline is not None else []),
+            self.training.ingestion.pipeline_name,
+            str(self.serving.batch.pipeline.pipeline_name),
+        ]
+        SmokeTestAccess(
+            self.deployment,
+            "SmokeTestAccess",
+            role_name=smoke_test_role_name(config.project, env_config.name),
+            runner_role_arn=smoke_runner_role_arn(
+                config.project, env_config.name, config.tooling.account, self.deployment.partition
+            ),
+            tooling_account=config.tooling.account,
+            pipelines=pipelines,
+            feature_group=self.data.feature_store.group_name,
+            endpoint_name=self.deployment.deployer.endpoint_name,
+            parameter_arns=self.deployment.deployer.parameter_arns,
+        )

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from config import EnvironmentConfig
 from feature_schema import load_schema
 from platform_constructs.alert_topic import AlertTopic
 from platform_constructs.batch_ingestion import BatchIngestionStarter
+from platform_constructs.code_bundle import training_code_bundle
 from platform_constructs.feature_ingestion import FeatureIngestionPipeline
 from platform_constructs.isolated_network import IsolatedNetwork
 from platform_constructs.retraining_triggers import RetrainingTriggers
@@ -47,6 +50,21 @@ class TrainingStack(Stack):
         self.serving_image = ServingImage(self, "ServingImage")
         raw_bucket = data.import_bucket(self, "raw", data.data_key)
         processed_bucket = data.import_bucket(self, "processed", data.data_key)
+        self.pipeline: TrainingPipeline | None = None
+        if not settings.enabled:
+            # The environment serves models another one promotes to it (config [promotion]): no training
+            # pipeline and no retraining schedule; the serving image, feature ingestion and the batch
+            # starter (which then ingests batches and starts no training) stay.
+            code = s3_assets.Asset(self, "TrainingCode", path=str(training_code_bundle()))
+            self.ingestion = self._feature_ingestion(
+                env_config, project, data, network, raw_bucket, processed_bucket, code
+            )
+            self.batches = self._batch_starter(env_config, data, network, alerts, processed_bucket, None)
+            self.add_stack_dependency(data)
+            CfnOutput(self, "FeatureIngestionPipelineName", value=self.ingestion.pipeline_name)
+            CfnOutput(self, "BatchManifest", value=self.batches.manifest_uri)
+            CfnOutput(self, "BatchStarterFunctionName", value=self.batches.function.function.function_name)
+            return
         training_set_source = None
         if settings.source == "feature_store":
             feature_store = data.feature_store
@@ -83,21 +101,8 @@ class TrainingStack(Stack):
             serving_image_uri=self.serving_image.image_uri,
             training_set_source=training_set_source,
         )
-        self.ingestion = FeatureIngestionPipeline(
-            self,
-            "FeatureIngestion",
-            pipeline_name=f"{project}-{env_config.name}-ingest-features",
-            feature_group_name=data.feature_store.group_name,
-            settings=env_config.training,
-            feature_store=env_config.feature_store,
-            code=self.pipeline.code,
-            raw_bucket=raw_bucket,
-            raw_prefix=RAW_PREFIX,
-            processed_bucket=processed_bucket,
-            data_key=data.data_key,
-            vpc=network.vpc,
-            subnets=network.selected_subnets,
-            security_group=network.job_security_group,
+        self.ingestion = self._feature_ingestion(
+            env_config, project, data, network, raw_bucket, processed_bucket, self.pipeline.code
         )
         self.triggers = RetrainingTriggers(
             self,
@@ -108,7 +113,51 @@ class TrainingStack(Stack):
             timezone=settings.schedule_timezone,
         )
         self.triggers.node.add_dependency(self.pipeline.pipeline)
-        self.batches = BatchIngestionStarter(
+        self.batches = self._batch_starter(env_config, data, network, alerts, processed_bucket, self.pipeline)
+        self.batches.node.add_dependency(self.pipeline.pipeline, self.ingestion.pipeline)
+        self.add_stack_dependency(data)
+        CfnOutput(self, "PipelineName", value=name)
+        CfnOutput(self, "FeatureIngestionPipelineName", value=self.ingestion.pipeline_name)
+        CfnOutput(self, "BatchManifest", value=self.batches.manifest_uri)
+        CfnOutput(self, "BatchStarterFunctionName", value=self.batches.function.function.function_name)
+
+    def _feature_ingestion(
+        self,
+        env_config: EnvironmentConfig,
+        project: str,
+        data: DataStack,
+        network: IsolatedNetwork,
+        raw_bucket: s3.IBucket,
+        processed_bucket: s3.IBucket,
+        code: s3_assets.Asset,
+    ) -> FeatureIngestionPipeline:
+        return FeatureIngestionPipeline(
+            self,
+            "FeatureIngestion",
+            pipeline_name=f"{project}-{env_config.name}-ingest-features",
+            feature_group_name=data.feature_store.group_name,
+            settings=env_config.training,
+            feature_store=env_config.feature_store,
+            code=code,
+            raw_bucket=raw_bucket,
+            raw_prefix=RAW_PREFIX,
+            processed_bucket=processed_bucket,
+            data_key=data.data_key,
+            vpc=network.vpc,
+            subnets=network.selected_subnets,
+            security_group=network.job_security_group,
+        )
+
+    def _batch_starter(
+        self,
+        env_config: EnvironmentConfig,
+        data: DataStack,
+        network: IsolatedNetwork,
+        alerts: AlertTopic,
+        processed_bucket: s3.IBucket,
+        training: TrainingPipeline | None,
+    ) -> BatchIngestionStarter:
+        return BatchIngestionStarter(
             self,
             "BatchStarter",
             raw_bucket_name=data.bucket_name("raw"),
@@ -116,10 +165,10 @@ class TrainingStack(Stack):
             manifest_bucket=processed_bucket,
             ingestion_pipeline_name=self.ingestion.pipeline_name,
             ingestion_pipeline_arn=self.ingestion.pipeline_arn,
-            training_pipeline_name=name,
-            training_pipeline_arn=self.pipeline.pipeline_arn,
+            training_pipeline_name=training.pipeline_name if training else None,
+            training_pipeline_arn=training.pipeline_arn if training else None,
             # A raw-source pipeline trains on the batch's files; a feature-store one on the offline store.
-            training_input_parameter="InputDataUri" if settings.source == "raw" else "",
+            training_input_parameter="InputDataUri" if env_config.training.source == "raw" else "",
             vpc=network.vpc,
             subnets=network.selected_subnets,
             security_group=network.function_security_group,
@@ -128,9 +177,3 @@ class TrainingStack(Stack):
             log_retention_days=env_config.operations.log_retention_days,
             retain=env_config.retain_data,
         )
-        self.batches.node.add_dependency(self.pipeline.pipeline, self.ingestion.pipeline)
-        self.add_stack_dependency(data)
-        CfnOutput(self, "PipelineName", value=name)
-        CfnOutput(self, "FeatureIngestionPipelineName", value=self.ingestion.pipeline_name)
-        CfnOutput(self, "BatchManifest", value=self.batches.manifest_uri)
-        CfnOutput(self, "BatchStarterFunctionName", value=self.batches.function.function.function_name)

@@ -342,3 +342,87 @@ def test_provisioned_throughput_with_units_is_accepted(raw: dict[str, Any]) -> N
     )
     settings = parse_config(raw).environment("prod").feature_store
     assert (settings.read_capacity_units, settings.write_capacity_units) == (100, 50)
+
+
+def test_shipped_promotion_deploys_in_order_and_offers_stagings_models_to_prod() -> None:
+    config = load_config()
+    promotion = config.promotion
+    assert promotion is not None
+    assert promotion.environments == ("dev", "staging", "prod")
+    assert promotion.manual_approval_before == ("prod",)
+    assert (promotion.promote_models_from, promotion.promote_models_to) == ("staging", "prod")
+    # prod serves the models staging validated; it does not train its own.
+    assert [e.training.enabled for e in config.environments] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (
+            {"connection_arn": "arn:aws:codeconnections:eu-west-1:111111111111:connection/abc"},
+            "connection_arn",
+            "must be the ARN of a CodeConnections connection",
+        ),
+        (
+            {
+                "connection_arn": "arn:aws:codeconnections:eu-west-1:222222222222:connection/"
+                + "0" * 8
+                + "-0000-0000-0000-"
+                + "0" * 12
+            },
+            "connection_arn",
+            "belongs to account 222222222222; the pipeline runs in the tooling account 111111111111",
+        ),
+        ({"repository": "ml-platform"}, "repository", "must be owner/name"),
+        ({"branch": "main branch"}, "branch", "must be a branch name"),
+        ({"environments": []}, "environments", "name the environments the pipeline deploys"),
+        ({"environments": ["dev", "qa"]}, "environments[1]", "unknown environment; choose from dev, staging, prod"),
+        ({"environments": ["dev", "dev"]}, "environments", "lists an environment twice"),
+        ({"manual_approval_before": ["qa"]}, "manual_approval_before[0]", "not deployed by the pipeline"),
+        ({"smoke_test_latency_ms": 0}, "smoke_test_latency_ms", "between 1 and 60000"),
+        ({"smoke_test_rows": 500}, "smoke_test_rows", "between 1 and 100"),
+        ({"promote_models_to": ""}, "promote_models_to", "set both promote_models_from and promote_models_to"),
+        ({"promote_models_to": "staging"}, "promote_models_to", "must differ from promote_models_from"),
+        ({"promote_models_from": "qa"}, "promote_models_from", "unknown environment"),
+        ({"promote_models_from": "prod", "promote_models_to": "staging"}, "promote_models_from", "trains no models"),
+        ({"smoke_tests": True}, "smoke_tests", "unknown setting"),
+    ],
+)
+def test_bad_promotion_settings(raw: dict[str, Any], change: dict[str, Any], field: str, message: str) -> None:
+    raw["promotion"].update(change)
+    error = error_of(raw)
+    assert error.field_path == f"promotion.{field}"
+    assert message in str(error)
+
+
+def test_models_are_promoted_within_one_region(raw: dict[str, Any]) -> None:
+    prod = env(raw, "prod")
+    prod["region"] = "eu-central-1"
+    prod["availability_zones"] = ["eu-central-1a", "eu-central-1b"]
+    error = error_of(raw)
+    assert error.field_path == "promotion.promote_models_to"
+    assert "reach S3 and SageMaker of their own region only" in str(error)
+
+
+def test_an_environment_that_neither_trains_nor_receives_models_is_refused(raw: dict[str, Any]) -> None:
+    env(raw, "staging")["training"]["enabled"] = False
+    raw["promotion"]["promote_models_from"] = "dev"
+    error = error_of(raw)
+    assert error.field_path == "environments[1].training.enabled"
+    assert "staging would neither train models nor receive promoted ones" in str(error)
+
+
+def test_without_promotion_every_environment_trains(raw: dict[str, Any]) -> None:
+    del raw["promotion"]
+    error = error_of(raw)
+    assert error.field_path == "environments[2].training.enabled"
+    env(raw, "prod")["training"]["enabled"] = True
+    assert parse_config(raw).promotion is None
+
+
+def test_promotion_without_model_promotion_is_allowed(raw: dict[str, Any]) -> None:
+    raw["promotion"].update({"promote_models_from": "", "promote_models_to": ""})
+    env(raw, "prod")["training"]["enabled"] = True
+    promotion = parse_config(raw).promotion
+    assert promotion is not None
+    assert not promotion.promotes_models

@@ -53,10 +53,24 @@ def test_logs_key_admits_cloudwatch_logs_of_this_account_only(
     assert statement["Principal"] == {"Service": f"logs.{settings.region}.amazonaws.com"}
     condition = statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
     assert f":logs:{settings.region}:{settings.account}:log-group:*" in str(condition)
-    # The data and model keys admit no service principal at all: use goes through IAM grants.
+    # The data and model keys admit no service principal at all: use goes through IAM grants. Where
+    # models are promoted from, the receiving environment's model intake may decrypt through S3 only.
+    promotion = platform_config.promotion
+    receiver = (
+        platform_config.environment(promotion.promote_models_to)
+        if promotion is not None and promotion.promote_models_from == env
+        else None
+    )
     for name in ("DataKey", "ModelKey"):
         statements = template["Resources"][ref_id(template, name)]["Properties"]["KeyPolicy"]["Statement"]
-        assert [s["Principal"] for s in statements] == [{"AWS": f"arn:aws:iam::{settings.account}:root"}]
+        assert [s["Principal"] for s in statements] == [{"AWS": f"arn:aws:iam::{settings.account}:root"}] + (
+            [{"AWS": f"arn:aws:iam::{receiver.account}:root"}] if receiver else []
+        )
+        if receiver:
+            assert statements[1]["Action"] == "kms:Decrypt"
+            assert statements[1]["Condition"]["StringEquals"] == {
+                "kms:ViaService": f"s3.{settings.region}.amazonaws.com"
+            }
 
 
 @pytest.mark.parametrize("env", ENVS)

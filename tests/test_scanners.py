@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app import stage_id
+from app import TOOLING_STAGE_ID, stage_id
 from config import PlatformConfig
 from policy.acknowledge import MIN_REASON_LENGTH
 from policy.scanners import cfn_lint, checkov
@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_cfn_lint_finds_no_error_or_warning(synthesized: Synthesized, platform_config: PlatformConfig) -> None:
     regions = {stage_id(env.name): env.region for env in platform_config.environments}
+    regions[TOOLING_STAGE_ID] = platform_config.tooling.region
     templates = [(path, regions[stack_id.split("/")[0]]) for stack_id, path in synthesized.template_paths.items()]
     assert len(templates) == len(synthesized.templates)
     assert cfn_lint(templates) == []

@@ -45,9 +45,16 @@ def test_model_packages_are_deploy_time_parameters_and_everything_waits_for_one(
     assert sorted(k for k in template["Parameters"] if k.endswith("ModelPackageArn")) == sorted(
         f"{n}ModelPackageArn" for n in names
     )
-    champion = template["Parameters"][f"{names[0]}ModelPackageArn"]
-    assert champion["Default"] == "none"
-    assert f":{settings.account}:model-package/churn-{env}/[0-9]+$" in champion["AllowedPattern"]
+    for name in names:
+        # Read from the variant's SSM parameter, which the model deployer writes on approval: a plain
+        # deployment keeps the approved package, and nobody types an ARN.
+        parameter = template["Parameters"][f"{name}ModelPackageArn"]
+        assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+        assert parameter["Default"] == f"churn-{env}-{name}-model-package"
+    (seed,) = resources_of_type(synthesized.template(env, "Deployment"), "Custom::ModelPackageParameters").values()
+    assert seed["Properties"]["Parameters"] == {n: f"churn-{env}-{n}-model-package" for n in names}
+    condition = template["Conditions"]["HasApprovedModel"]
+    assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": f"{names[0]}ModelPackageArn"}, "none"]}]}
     for kind in CONDITIONAL:
         for logical_id, resource in resources_of_type(template, kind).items():
             assert resource.get("Condition") == "HasApprovedModel", logical_id

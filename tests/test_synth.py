@@ -74,6 +74,25 @@ def test_synth_offline_without_credentials_is_byte_identical(synthesized: Synthe
 
 def test_one_environment_can_be_synthesized_alone(platform_config: PlatformConfig) -> None:
     app = build_app(platform_config, ["prod"])
+    # No delivery pipeline: it deploys every environment of the promotion, so it needs them all.
     assert [child.node.id for child in app.node.children] == ["Prod"]
     stacks = [c.node.id for c in app.node.find_child("Prod").node.children]
-    assert stacks == ["Data", "Network", "Operations", "Training", "Serving"]
+    assert stacks == ["Data", "Network", "Operations", "Training", "Deployment", "Serving"]
+
+
+def test_every_environment_and_the_delivery_pipeline_are_synthesized_once(synthesized: Synthesized) -> None:
+    """The pipeline deploys the environments' own stages: their templates exist once, under the
+    environments' assemblies, and the pipeline's stack is the only one in the tooling assembly."""
+    assemblies = sorted(p.name for p in synthesized.outdir.iterdir() if p.name.startswith("assembly-"))
+    assert assemblies == ["assembly-Dev", "assembly-Prod", "assembly-Staging", "assembly-Tooling"]
+    names = [p.name for p in synthesized.outdir.rglob("*.template.json")]
+    assert len(names) == len(set(names)) == len(synthesized.templates)
+    assert [p.name for p in (synthesized.outdir / "assembly-Tooling").glob("*.template.json")] == [
+        synthesized.template_paths["Tooling/Pipeline"].name
+    ]
+
+
+def test_synth_asks_for_no_lookup(synthesized: Synthesized) -> None:
+    """The CLI resolves the context an assembly reports missing with AWS calls; zones come from config."""
+    for manifest in [synthesized.outdir / "manifest.json", *synthesized.outdir.glob("assembly-*/manifest.json")]:
+        assert json.loads(manifest.read_text()).get("missing", []) == [], manifest

@@ -15,13 +15,14 @@ from botocore.validate import ParamValidator
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from config import PlatformConfig
+from config import PlatformConfig, load_config
 from platform_constructs.code_bundle import build_bundle
 from platform_constructs.pipeline_definition import AUC_PATH, METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from policy.ml_platform_rules import parse_pipeline_definition
 from tests.conftest import Synthesized, resources_of_type
 
-ENVS = ["dev", "staging", "prod"]
+# Environments that train their own models (prod serves the models staging promotes: training.enabled = false).
+ENVS = [env.name for env in load_config().environments if env.training.enabled]
 SAGEMAKER_API = botocore.session.get_session().get_service_model("sagemaker")
 JOB_OPERATIONS = {
     "Processing": ("CreateProcessingJob", "ProcessingJobName"),
@@ -41,6 +42,38 @@ def definition(synthesized: Synthesized, env: str, pipeline: str = "training") -
     parsed = parse_pipeline_definition(resource)
     assert parsed is not None
     return dict(parsed)
+
+
+@pytest.fixture(scope="module")
+def prod_when_it_trains(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """Prod as it is when config turns its own training on (the shipped prod receives staging's models)."""
+    import tomllib
+
+    from app import build_app
+    from config import parse_config
+    from config.settings import DEFAULT_CONFIG_PATH
+
+    raw = tomllib.loads(DEFAULT_CONFIG_PATH.read_text())
+    prod = next(e for e in raw["environments"] if e["name"] == "prod")
+    prod["training"]["enabled"] = True
+    outdir = tmp_path_factory.mktemp("cdk.out.prod-trains")
+    assembly = build_app(parse_config(raw), ["prod"], outdir=str(outdir)).synth()
+    stacks = list(assembly.stacks_recursively)
+    return Synthesized(
+        outdir=outdir,
+        templates={s.hierarchical_id: s.template for s in stacks},
+        template_paths={s.hierarchical_id: Path(s.template_full_path) for s in stacks},
+        report={},
+    )
+
+
+@pytest.fixture(params=["staging", "prod"])
+def trains_from_the_feature_store(request: pytest.FixtureRequest, synthesized: Synthesized) -> tuple[Synthesized, str]:
+    """Staging as shipped, and prod with its own training turned on: both train on training sets."""
+    env = str(request.param)
+    if env == "prod":
+        return request.getfixturevalue("prod_when_it_trains"), env
+    return synthesized, env
 
 
 def all_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,8 +148,10 @@ def _raw_input(steps: list[dict[str, Any]]) -> Any:
     return raw["S3Input"]["S3Uri"]
 
 
-@pytest.mark.parametrize("env", ["staging", "prod"])
-def test_staging_and_prod_train_on_point_in_time_training_sets(synthesized: Synthesized, env: str) -> None:
+def test_staging_and_prod_train_on_point_in_time_training_sets(
+    trains_from_the_feature_store: tuple[Synthesized, str],
+) -> None:
+    synthesized, env = trains_from_the_feature_store
     steps = definition(synthesized, env)["Steps"]
     assert steps[0]["Name"] == "BuildTrainingSet"
     # Preprocess reads what the training-set step wrote, not the raw files; downstream nothing changes.
@@ -152,12 +187,12 @@ def _step_query(synthesized: Synthesized, env: str) -> tuple[Any, str]:
     return args, query.sql(load_schema(), "athena")
 
 
-@pytest.mark.parametrize("env", ["staging", "prod"])
 def test_the_step_sends_the_proven_query_over_this_environments_tables(
-    synthesized: Synthesized, platform_config: PlatformConfig, env: str
+    trains_from_the_feature_store: tuple[Synthesized, str], platform_config: PlatformConfig
 ) -> None:
     """The job's Athena text is the point-in-time query proven on DuckDB (tests/test_training_set.py,
     tests/test_build_training_set.py), over the tables this environment defines."""
+    synthesized, env = trains_from_the_feature_store
     from feature_schema import load_schema
     from training_set import labels_query, point_in_time_query
 
@@ -496,10 +531,10 @@ def test_roles_are_least_privilege(synthesized: Synthesized, platform_config: Pl
     assert create_jobs[0].startswith("TrainingPipelinePipelineRole")
 
 
-@pytest.mark.parametrize("env", ["staging", "prod"])
 def test_only_the_training_set_role_may_query_and_only_in_the_features_workgroup(
-    synthesized: Synthesized, platform_config: PlatformConfig, env: str
+    trains_from_the_feature_store: tuple[Synthesized, str], platform_config: PlatformConfig
 ) -> None:
+    synthesized, env = trains_from_the_feature_store
     account = platform_config.environment(env).account
     statements = [
         (name, statement)
