@@ -250,7 +250,17 @@ def test_prod_trains_nothing_but_keeps_its_serving_image_and_ingestion(
     names = [p["Properties"]["PipelineName"] for p in resources_of_type(template, "AWS::SageMaker::Pipeline").values()]
     assert names == ["churn-prod-ingest-features"]
     assert resources_of_type(template, "AWS::Scheduler::Schedule") == {}
-    assert resources_of_type(template, "AWS::Events::Rule") == {}
+    # What remains is the batch starter: raw batches are still ingested once, in order; it starts no training.
+    (starter_id,) = [
+        k
+        for k, f in resources_of_type(template, "AWS::Lambda::Function").items()
+        if f["Properties"].get("Handler") == "batch_starter.handler"
+    ]
+    starter = template["Resources"][starter_id]
+    assert starter["Properties"]["Environment"]["Variables"]["TRAINING_PIPELINE"] == ""
+    for rule_id, rule in resources_of_type(template, "AWS::Events::Rule").items():
+        targets = rule["Properties"]["Targets"]
+        assert [t["Arn"] for t in targets] == [{"Fn::GetAtt": [starter_id, "Arn"]}], rule_id
     # The serving image is still published to prod: promoted packages are served with prod's copy of it.
     template_path = synthesized.template_paths["Prod/Training"]
     assets = json.loads(
