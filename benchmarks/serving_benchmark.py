@@ -39,6 +39,7 @@ import contextlib
 import http.client
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,6 +59,7 @@ import xgboost as xgb
 
 import inference
 import serving_env
+from balance import machine_busy_seconds
 from churn_data import generate_customers
 from feature_schema import load_schema
 from scripts.local_serving import SERVE, ServerFailedError, free_port, serve_environment, wait_for_ping
@@ -330,6 +332,7 @@ class Run:
     cpu_ms_per_request: float
     cpu_shares: list[float]  # each worker's share of the workers' CPU time
     connections: list[int]  # connections per worker, sampled halfway through
+    other_cores: float  # cores kept busy by everything but the server and wrk (other people's work)
 
 
 def wrk(server: Server, body: bytes, connections: int, seconds: float, script_dir: Path) -> Run:
@@ -340,6 +343,7 @@ def wrk(server: Server, body: bytes, connections: int, seconds: float, script_di
         )
     processes = server.processes()
     before = cpu_seconds(processes)
+    machine_before, children_before, started = machine_busy_seconds(), _children_cpu(), time.monotonic()
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
     load = subprocess.Popen(
         [*command, f"http://127.0.0.1:{server.port}/invocations"], stdout=subprocess.PIPE, text=True
@@ -348,6 +352,7 @@ def wrk(server: Server, body: bytes, connections: int, seconds: float, script_di
     split = connections_per_process(server.port, server.workers)
     output = load.communicate()[0]
     after = cpu_seconds(processes)
+    machine_after, children_after, elapsed = machine_busy_seconds(), _children_cpu(), time.monotonic() - started
     if load.returncode != 0:
         raise RuntimeError(f"wrk failed: {output}")
     requests = int(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
@@ -360,6 +365,8 @@ def wrk(server: Server, body: bytes, connections: int, seconds: float, script_di
     latency = {p: float(v) * scale[u] for p, v, u in LATENCY.findall(output)}
     used = {pid: after[pid] - before.get(pid, 0.0) for pid in processes}
     worker_cpu = [used.get(pid, 0.0) for pid in server.workers]
+    machine = (machine_after or 0.0) - (machine_before or 0.0)
+    others = max(0.0, machine - sum(used.values()) - (children_after - children_before)) / elapsed
     return Run(
         rps=rate,
         p50_ms=latency["50"],
@@ -368,7 +375,14 @@ def wrk(server: Server, body: bytes, connections: int, seconds: float, script_di
         cpu_ms_per_request=sum(used.values()) * 1000 / max(requests, 1),
         cpu_shares=[c / (sum(worker_cpu) or 1) for c in worker_cpu],
         connections=[split[pid] for pid in server.workers],
+        other_cores=others,
     )
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def timed_request(port: int, body: bytes) -> float:
@@ -408,7 +422,7 @@ def print_rounds(title: str, runs: list[Run]) -> float:
         split = ":".join(str(count) for count in run.connections)
         print(
             f"  round {number}: {run.rps:8.0f} req/s, p99 {run.p99_ms:6.2f} ms, "
-            f"worker CPU {shares}, connections {split}, errors {run.errors}"
+            f"worker CPU {shares}, connections {split}, other work {run.other_cores:.2f} cores, errors {run.errors}"
         )
     return ratio
 
@@ -569,6 +583,8 @@ def main() -> int:
             )
             line += f" | {rps_ratio:>10.1f}x {cpu_ratio:>8.1f}x"
         print(line)
+    others = [run.other_cores for runs in results.values() for run in runs]
+    print(f"other people's work during these runs: median {statistics.median(others):.2f} cores, max {max(others):.2f}")
     floor_rps = median("floor", "1 row", 4, "rps")
     print(
         f"floor (constant answer, same HTTP stack), 1 row, conc. 4: {floor_rps:.0f} req/s, "

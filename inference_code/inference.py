@@ -90,12 +90,17 @@ class ModelLoadError(RuntimeError):
 class ChurnModel:
     """The trained booster and its feature contract, with an optional fast path for small batches.
 
-    ``threads`` and ``rows_per_thread`` decide how many threads score one batch:
-    ``min(threads, rows // rows_per_thread)``, at least one.
+    ``threads``, ``rows_per_thread`` and ``spare_cores`` decide how many threads score one batch:
+    ``min(threads, rows // rows_per_thread, 1 + spare_cores())``, at least one.
     """
 
     def __init__(
-        self, booster: xgb.Booster, *, threads: int = 1, rows_per_thread: int = DEFAULT_ROWS_PER_THREAD
+        self,
+        booster: xgb.Booster,
+        *,
+        threads: int = 1,
+        rows_per_thread: int = DEFAULT_ROWS_PER_THREAD,
+        spare_cores: Callable[[], int] | None = None,
     ) -> None:
         # Every XGBoost call is single-threaded (the container sets OMP_NUM_THREADS=1 as well):
         # OpenMP's spinning threads fight the other workers for the cores; parallel slices do not.
@@ -104,6 +109,9 @@ class ChurnModel:
         self._raw = bytes(booster.save_raw("ubj"))  # for the ONNX copy, built on another thread
         self.threads = threads
         self.rows_per_thread = rows_per_thread
+        # Cores idle elsewhere on the machine (balance.SpareCores in the server): a batch never
+        # gets more threads than 1 + these, as an extra thread on a busy core only costs CPU.
+        self.spare_cores = spare_cores or (lambda: threads)
         self._pool: ThreadPoolExecutor | None = None
         self.num_features = booster.num_features()
         names = booster.feature_names
@@ -146,8 +154,10 @@ class ChurnModel:
         return thread
 
     def threads_for(self, rows: int) -> int:
-        """How many threads score a batch of ``rows`` rows."""
-        return max(1, min(self.threads, rows // self.rows_per_thread))
+        """How many threads score a batch of ``rows`` rows: one per ``rows_per_thread`` rows, up to
+        ``threads``, and no more than the idle cores allow."""
+        by_size = min(self.threads, rows // self.rows_per_thread)
+        return max(1, min(by_size, 1 + self.spare_cores()) if by_size > 1 else 1)
 
     def predict(self, features: NDArray[np.float32]) -> NDArray[np.float32]:
         """Churn probabilities, one per row."""

@@ -3,10 +3,11 @@
 Routes (SageMaker's contract): ``GET /ping`` (200 once the model is loaded), ``POST /invocations``
 and ``GET /execution-parameters`` (batch transform). Bodies over 6 MiB are refused with 413 before
 they are read; unknown paths get 404, wrong methods 405. Only a bug of this server can answer 5xx.
-Each worker process loads the model once, at startup; a large batch is scored on several threads
-(``inference.ChurnModel.predict``). With several workers, each counts its active keep-alive
-connections and closes one (``Connection: close`` on a complete response) when it holds two more
-than another worker, so the client's reconnection lands on the worker with room (``balance.py``).
+Each worker process loads the model once, at startup. A large batch is scored on several threads
+when cores are idle (``inference.ChurnModel.predict``, ``balance.SpareCores``). With several
+workers, each counts its active keep-alive connections and closes one (``Connection: close`` on a
+complete response) when it holds two more than another worker, so the client's reconnection lands
+on the worker with room (``balance.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_state: dict[str, Any] = {"model": None, "default_accept": "text/csv", "link": None}
+_state: dict[str, Any] = {"model": None, "default_accept": "text/csv", "link": None, "cores": None}
 CLOSE = (b"connection", b"close")
 
 
@@ -45,7 +46,14 @@ def load(model_dir: Any = None, *, fast_path: bool = True) -> inference.ChurnMod
 
 
 def start_balancing(loop: asyncio.AbstractEventLoop) -> balance.WorkerLink | None:
-    """Join the other workers in spreading keep-alive connections (with more than one worker)."""
+    """Watch the idle cores (for the model's threads), and join the other workers in spreading
+    keep-alive connections (with more than one worker)."""
+    model = _state["model"]
+    if model is not None and model.threads > 1:
+        cores = balance.SpareCores()
+        cores.start(loop)
+        model.spare_cores = cores
+        _state["cores"] = cores
     workers = serving_env.workers()
     if workers < 2 or not serving_env.rebalance():
         return None
@@ -102,9 +110,10 @@ async def _lifespan(receive: Receive, send: Send) -> None:
                 return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            if _state["link"] is not None:
-                _state["link"].stop()
-                _state["link"] = None
+            for name in ("link", "cores"):
+                if _state[name] is not None:
+                    _state[name].stop()
+                    _state[name] = None
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -171,3 +171,32 @@ def test_the_server_asks_for_a_new_connection_when_told_to(serving_model_dir: Pa
             assert stub.seen == [("10.0.0.7", 40000)] * 2
     finally:
         server._state["model"], server._state["link"] = loaded, link
+
+
+def test_spare_cores_are_those_the_rest_of_the_machine_left_idle() -> None:
+    clock, machine, own = Clock(), [0.0], [0.0]
+    cores = balance.SpareCores(4, machine=lambda: machine[0], own=lambda: own[0], clock=clock)
+    assert cores() == 3  # nothing measured yet
+    cores.sample()
+    for busy_elsewhere, spare in ((0.1, 3), (1.0, 2), (2.4, 1), (2.6, 0), (3.5, 0)):
+        clock.now += 1.0
+        own[0] += 1.0  # this worker kept one core busy ...
+        machine[0] += 1.0 + busy_elsewhere  # ... and the others this much
+        cores.sample()
+        assert cores() == spare, busy_elsewhere
+    unknown = balance.SpareCores(2, machine=lambda: None)
+    unknown.sample()
+    assert unknown() == 1  # no /proc/stat: assume the other core is free
+
+
+def test_a_batch_gets_no_more_threads_than_idle_cores(serving_model_dir: Path) -> None:
+    import inference
+
+    spare = [1]
+    model = inference.model_fn(serving_model_dir, threads=4, rows_per_thread=100)
+    model.spare_cores = lambda: spare[0]
+    assert [model.threads_for(rows) for rows in (99, 250, 1000)] == [1, 2, 2]
+    spare[0] = 3
+    assert [model.threads_for(rows) for rows in (99, 250, 1000)] == [1, 2, 4]
+    spare[0] = 0
+    assert model.threads_for(1000) == 1
