@@ -1,20 +1,18 @@
 """Sharing the machine between the workers: keep-alive connections spread evenly over them, and
 the cores a large batch may borrow.
 
-Connections. The workers share one listening socket, so the kernel decides which worker accepts a connection,
-
-The workers share one listening socket, so the kernel decides which worker accepts a connection,
-and a client that keeps its connections open (SageMaker's front end, a load generator) can leave
-three of four on one worker while the other idles. Each worker therefore counts its *active*
-connections (those that carried a request in the last ``window`` seconds) and tells the other
-workers its count. A worker that has two or more active connections above the least loaded worker
-answers one request with ``Connection: close``; the client opens a new connection, which the
-worker with room accepts first (the busy one is still scoring). No request is refused or retried:
-the response is complete, the header only asks the client not to reuse the connection. With ``n``
-connections the counts end up at most one apart, so four connections on two workers are 2:2.
-
-Counts travel as small datagrams between Unix sockets in Linux's abstract namespace (no files,
-gone with the process), one per worker, named after the parent process and the port.
+Connections. The workers share one listening socket, so the kernel decides which worker accepts
+a connection, and a client that keeps its connections open (SageMaker's front end, a load
+generator) can leave three of four on one worker while the other idles. Each worker therefore
+counts its *active* connections (those that carried a request in the last ``window`` seconds)
+and tells the other workers its count. A worker that has had two or more active connections above
+the least loaded worker for a quarter of a second answers one request with ``Connection: close``;
+the client opens a new connection, which the worker with room accepts first (the busy one is
+still scoring). No request is refused or retried: the response is complete, the header only asks
+the client not to reuse the connection. With ``n`` connections the counts end up at most one
+apart, so four connections on two workers are 2:2. Counts travel as small datagrams between Unix
+sockets in Linux's abstract namespace (no files, gone with the process), one per worker, named
+after the parent process and the port.
 
 Cores. A batch split over threads is faster only when a core is idle: when the other workers
 (or anything else) keep every core busy, the extra thread only takes turns with them and costs
@@ -40,6 +38,9 @@ WINDOW_SECONDS = 0.5  # a connection without a request for this long no longer c
 HEARTBEAT_SECONDS = WINDOW_SECONDS / 4  # each worker's count reaches the others at least this often
 PEER_TIMEOUT_SECONDS = 3 * HEARTBEAT_SECONDS + 1.0  # a worker silent this long (busy or gone) is left out
 COOLDOWN_SECONDS = 0.02  # at most one connection closed per this interval, while the client reconnects
+# An imbalance must last this long before a connection moves: a client that reuses its most recent
+# connection first shifts load between connections all the time, and chasing that costs reconnects.
+PERSIST_SECONDS = 0.25
 SURPLUS = 2  # close a connection when this many more are active here than on the least loaded worker
 
 
@@ -56,6 +57,7 @@ class Balancer:
         self._active: dict[Hashable, float] = {}  # connection -> time of its last request
         self._peers: dict[int, tuple[int, float]] = {}  # worker slot -> (active count, when heard)
         self._next_close = 0.0
+        self._uneven_since: float | None = None
         self.closed = 0  # connections closed to move load, for the record
 
     @property
@@ -73,6 +75,11 @@ class Balancer:
             return False, changed
         slot, peer_count = least
         if len(self._active) - peer_count < SURPLUS:
+            self._uneven_since = None
+            return False, changed
+        if self._uneven_since is None:
+            self._uneven_since = now
+        if now - self._uneven_since < PERSIST_SECONDS:
             return False, changed
         del self._active[connection]
         # Until that worker reports again, assume the connection lands there (so one burst of
