@@ -10,9 +10,10 @@ Speed: a single row costs XGBoost about 0.2-0.5 ms of fixed overhead per call, m
 time. Small batches are therefore scored by ONNX Runtime, from an ONNX copy of the same trees built
 in the background when a worker starts (``tests/test_inference.py`` checks the two agree within
 1e-6 on 1,000 rows); large batches, where XGBoost is fastest, and every request before the copy is
-ready, go to XGBoost itself. A batch of at least twice ``rows_per_thread`` rows is cut into equal
-slices scored at once on up to ``threads`` threads (XGBoost releases the GIL while it predicts; each
-call stays single-threaded, so no thread setting is ever changed on the shared booster).
+ready, go to XGBoost itself. A batch of at least twice ``rows_per_thread`` rows is cut into row
+slices parsed and scored at once on up to ``threads`` threads, no more than the idle cores allow
+(pandas' parser and XGBoost release the GIL; each XGBoost call stays single-threaded, so no thread
+setting of the shared booster ever changes between requests).
 """
 
 from __future__ import annotations
