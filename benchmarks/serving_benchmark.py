@@ -22,7 +22,7 @@ What it prints, in one run:
 The official stack (not on PyPI, never committed here) runs as its Docker image's `serve` does:
 nginx on loopback, a Unix socket, then `gunicorn -k gevent -w 2` over the
 `sagemaker_xgboost_container.serving:main` app of aws/sagemaker-xgboost-container. Set it up in a
-scratch folder outside the repository (docs/decisions/0008-serving.md has the recipe): the
+scratch folder outside the repository (the README's Speed section has the recipe): the
 snapshot's `src/` (`--official-src`), a Python 3.11 venv with xgboost 3.2.0, Flask 3.1.3,
 gunicorn 25.3.0, gevent 26.4.0, protobuf 3.20.3 and sagemaker-containers 2.8.6.post2
 (`--official-python`), and `etc/nginx.conf.template` of aws/sagemaker-containers
