@@ -18,6 +18,8 @@ What it prints, in one run:
 3. A 6 MiB CSV request against single-threaded in-process XGBoost prediction of the same rows,
    alternated, as the median of the pairs' ratios (goal: at most 1.0); the official stack's time.
 4. The floor (the same HTTP stack answering a constant), cold start, in-process costs per call.
+5. Threads by batch size: the handler with one thread against two, wall time and CPU time, for
+   the evidence behind ML_PLATFORM_SERVING_ROWS_PER_THREAD's default.
 
 The official stack (not on PyPI, never committed here) runs as its Docker image's `serve` does:
 nginx on loopback, a Unix socket, then `gunicorn -k gevent -w 2` over the
@@ -77,6 +79,7 @@ async def app(scope, receive, send):
 LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 ROWS = {"1 row": 1, "100 rows": 100, "1,000 rows": 1000}
 CASES = [("1 row", 1), ("1 row", 4), ("1 row", 16), ("100 rows", 8), ("1,000 rows", 4)]
+CROSSOVER_ROWS = (1_000, 2_048, 4_096, 8_192, 16_384, 65_536)
 ROUND_GOAL = 0.9  # the slowest of five rounds over the fastest, one row at concurrency 4
 BIG_GOAL = 1.0  # a 6 MiB request over single-threaded XGBoost prediction of its rows
 THOUSAND_GOAL = 4.0  # 1,000-row requests per second, ours over the official stack's
@@ -467,6 +470,35 @@ def in_process_costs(model_dir: Path) -> dict[str, float]:
     }
 
 
+def thread_crossover(model_dir: Path, sizes: Sequence[int], repeats: int) -> list[tuple[int, float, float, float]]:
+    """Per batch size: (rows, median wall ms on one thread, on two threads, median CPU ratio two /
+    one) for the whole handler on a CSV body, in this process, alternated."""
+    one = inference.model_fn(model_dir, threads=1)
+    two = inference.model_fn(model_dir, threads=2, rows_per_thread=1)  # two threads at any size
+    figures = []
+    for rows in sizes:
+        body = csv_rows(rows, seed=3)
+        wall: dict[int, list[float]] = {1: [], 2: []}
+        cpu: dict[int, list[float]] = {1: [], 2: []}
+        for model in (one, two):
+            inference.handle(body, "text/csv", None, model, "text/csv")
+        for _ in range(repeats):
+            for threads, model in ((1, one), (2, two)):
+                started, used = time.perf_counter(), time.process_time()
+                inference.handle(body, "text/csv", None, model, "text/csv")
+                wall[threads].append(time.perf_counter() - started)
+                cpu[threads].append(time.process_time() - used)
+        figures.append(
+            (
+                rows,
+                statistics.median(wall[1]) * 1000,
+                statistics.median(wall[2]) * 1000,
+                statistics.median(cpu[2]) / statistics.median(cpu[1]),
+            )
+        )
+    return figures
+
+
 def _verdict(value: float, goal: float, *, at_least: bool) -> str:
     met = value >= goal if at_least else value <= goal
     return f"{'met' if met else 'NOT met'} (goal {'>=' if at_least else '<='} {goal:g})"
@@ -553,6 +585,11 @@ def main() -> int:
             with our_server(model_dir, folder, name="cold") as server:
                 cold.append(server.startup_seconds)
         costs = in_process_costs(model_dir)
+        machine_before, own_before, started = machine_busy_seconds(), time.process_time(), time.monotonic()
+        crossover = thread_crossover(model_dir, CROSSOVER_ROWS, max(9, 3 * args.repeats))
+        crossover_others = max(
+            0.0, (machine_busy_seconds() or 0.0) - (machine_before or 0.0) - (time.process_time() - own_before)
+        ) / (time.monotonic() - started)
 
     def median(name: str, label: str, connections: int, key: str) -> float:
         return float(statistics.median(getattr(r, key) for r in results[(name, label, connections)]))
@@ -602,6 +639,18 @@ def main() -> int:
     print("\n4. Other figures")
     print(f"cold start to the first /ping 200: median {statistics.median(cold):.2f} s (max {max(cold):.2f} s)")
     print("in-process cost per call, one row: " + ", ".join(f"{name} {value:.1f} us" for name, value in costs.items()))
+
+    print(
+        f"\n5. Threads by batch size: the whole handler on a CSV body in this process, one thread against two "
+        f"(median of {max(9, 3 * args.repeats)}, alternated; other people's work {crossover_others:.2f} cores)"
+    )
+    print(f"{'rows':>7} {'1 thread ms':>12} {'2 threads ms':>13} {'time 2/1':>9} {'CPU 2/1':>8}")
+    for rows, one_ms, two_ms, cpu_ratio in crossover:
+        print(f"{rows:>7,} {one_ms:>12.2f} {two_ms:>13.2f} {two_ms / one_ms:>9.2f} {cpu_ratio:>8.2f}")
+    print(
+        f"   the server splits from {2 * serving_env.rows_per_thread():,} rows, and only onto a core the rest of "
+        "the machine leaves idle"
+    )
 
     print(f"\nIssue #12 goals ({quiet_check()}):")
     print(
