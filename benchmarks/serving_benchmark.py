@@ -424,8 +424,9 @@ def print_rounds(title: str, runs: list[Run]) -> float:
         shares = " / ".join(f"{share:.0%}" for share in run.cpu_shares)
         split = ":".join(str(count) for count in run.connections)
         print(
-            f"  round {number}: {run.rps:8.0f} req/s, p99 {run.p99_ms:6.2f} ms, "
-            f"worker CPU {shares}, connections {split}, other work {run.other_cores:.2f} cores, errors {run.errors}"
+            f"  round {number}: {run.rps:6.0f} req/s, p99 {run.p99_ms:6.2f} ms, server CPU "
+            f"{run.cpu_ms_per_request * 1000:3.0f} us/req, worker CPU {shares}, connections {split}, "
+            f"other work {run.other_cores:.2f} cores, errors {run.errors}"
         )
     return ratio
 
