@@ -275,7 +275,7 @@ def official_server(stack: OfficialStack, model_dir: Path, *, workers: int = 2) 
     command = [str(stack.python), "-m", "gunicorn", "--timeout", "60", "-k", "gevent", "-b", f"unix:{sock}"]
     command += ["--worker-connections", str(1000 * workers), "-w", str(workers), "--log-level", "info"]
     command.append("sagemaker_xgboost_container.serving:main")
-    log = (folder / "official.log").open("wb")
+    log = (folder / "gunicorn.log").open("wb")
     gunicorn = subprocess.Popen(command, env=environment, stdout=log, stderr=log)
     config = (
         stack.nginx_template.read_text()
@@ -286,15 +286,16 @@ def official_server(stack: OfficialStack, model_dir: Path, *, workers: int = 2) 
         .replace("http {", f"http {{\n  client_body_temp_path {folder}/body;\n  proxy_temp_path {folder}/proxy;", 1)
     )
     (folder / "nginx.conf").write_text(config)
+    nginx_log = (folder / "nginx.log").open("wb")
     nginx = subprocess.Popen(
-        [str(nginx_binary()), "-c", str(folder / "nginx.conf")], stdout=subprocess.DEVNULL, stderr=log
+        [str(nginx_binary()), "-c", str(folder / "nginx.conf")], stdout=subprocess.DEVNULL, stderr=nginx_log
     )
     try:
         try:
             startup = wait_for_ping(port, gunicorn, timeout=120)  # the first /ping loads the model
         except ServerFailedError as error:
             raise ServerFailedError(
-                f"official stack: {error} {(folder / 'official.log').read_text()[-2000:]}"
+                f"official stack: {error} gunicorn: {(folder / 'gunicorn.log').read_text()[-3000:]}"
             ) from None
         server = Server("official", port, [gunicorn.pid, nginx.pid], startup)
         server.workers = descendants(gunicorn.pid)[1:]
@@ -303,6 +304,7 @@ def official_server(stack: OfficialStack, model_dir: Path, *, workers: int = 2) 
         _stop(nginx)
         _stop(gunicorn)
         log.close()
+        nginx_log.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -564,7 +566,11 @@ def main() -> int:
             ours = stack.enter_context(our_server(model_dir, folder))
             servers = [ours]
             if official is not None:
-                servers.append(stack.enter_context(official_server(official, model_dir)))
+                try:
+                    servers.append(stack.enter_context(official_server(official, model_dir)))
+                except ServerFailedError as error:  # its gunicorn once failed to boot a worker (exit 3)
+                    print(f"official stack failed to start, trying once more: {str(error)[:300]}", file=sys.stderr)
+                    servers.append(stack.enter_context(official_server(official, model_dir)))
             floor = stack.enter_context(floor_server(folder))
             time.sleep(2)
             for server in servers:
