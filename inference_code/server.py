@@ -103,11 +103,14 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             try:
                 if _state["model"] is None:
                     load()
-                start_balancing(asyncio.get_running_loop())
             except Exception as error:
                 LOG.exception("model could not be loaded")
                 await send({"type": "lifespan.startup.failed", "message": str(error)})
                 return
+            try:
+                start_balancing(asyncio.get_running_loop())
+            except OSError:  # a worker still serves on its own; it only stops sharing
+                LOG.exception("cannot join the other workers; serving without moving connections")
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for name in ("link", "cores"):
