@@ -10,21 +10,27 @@ Speed: a single row costs XGBoost about 0.2-0.5 ms of fixed overhead per call, m
 time. Small batches are therefore scored by ONNX Runtime, from an ONNX copy of the same trees built
 in the background when a worker starts (``tests/test_inference.py`` checks the two agree within
 1e-6 on 1,000 rows); large batches, where XGBoost is fastest, and every request before the copy is
-ready, go to XGBoost itself.
+ready, go to XGBoost itself. A batch of at least twice ``rows_per_thread`` rows is cut into row
+slices parsed and scored at once on up to ``threads`` threads, no more than the idle cores allow
+(pandas' parser and XGBoost release the GIL; each XGBoost call stays single-threaded, so no thread
+setting of the shared booster ever changes between requests).
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import itertools
 import json
 import logging
 import math
 import sys
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,9 +59,11 @@ if TYPE_CHECKING:
 else:
     xgb = _import_xgboost()
 
-from serving_env import MODEL_FILE, SUPPORTED_ACCEPTS, SUPPORTED_CONTENT_TYPES
+from serving_env import DEFAULT_ROWS_PER_THREAD, MODEL_FILE, SUPPORTED_ACCEPTS, SUPPORTED_CONTENT_TYPES
 
 LOG = logging.getLogger("inference")
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 # Batches up to this many rows go to ONNX Runtime once it is ready; bigger ones to XGBoost.
 FAST_PATH_MAX_ROWS = 32
 # CSV parsers by body size, each the fastest measured there: Python's float() for a few rows,
@@ -81,11 +89,31 @@ class ModelLoadError(RuntimeError):
 
 
 class ChurnModel:
-    """The trained booster and its feature contract, with an optional fast path for small batches."""
+    """The trained booster and its feature contract, with an optional fast path for small batches.
 
-    def __init__(self, booster: xgb.Booster) -> None:
-        booster.set_param({"nthread": 1})  # one single-threaded worker per core
+    ``threads``, ``rows_per_thread`` and ``spare_cores`` decide how many threads score one batch:
+    ``min(threads, rows // rows_per_thread, 1 + spare_cores())``, at least one.
+    """
+
+    def __init__(
+        self,
+        booster: xgb.Booster,
+        *,
+        threads: int = 1,
+        rows_per_thread: int = DEFAULT_ROWS_PER_THREAD,
+        spare_cores: Callable[[], int] | None = None,
+    ) -> None:
+        # Every XGBoost call is single-threaded (the container sets OMP_NUM_THREADS=1 as well):
+        # OpenMP's spinning threads fight the other workers for the cores; parallel slices do not.
+        booster.set_param({"nthread": 1})
         self.booster = booster
+        self._raw = bytes(booster.save_raw("ubj"))  # for the ONNX copy, built on another thread
+        self.threads = threads
+        self.rows_per_thread = rows_per_thread
+        # Cores idle elsewhere on the machine (balance.SpareCores in the server): a batch never
+        # gets more threads than 1 + these, as an extra thread on a busy core only costs CPU.
+        self.spare_cores = spare_cores or (lambda: threads)
+        self._pool: ThreadPoolExecutor | None = None
         self.num_features = booster.num_features()
         names = booster.feature_names
         self.feature_names: tuple[str, ...] = (
@@ -106,7 +134,7 @@ class ChurnModel:
             if self._fast is not None:
                 return
             try:
-                session = _onnx_session(self.booster, self.num_features)
+                session = _onnx_session(self._raw, self.num_features)
                 import onnxruntime
 
                 self._run_options = onnxruntime.RunOptions()
@@ -126,25 +154,56 @@ class ChurnModel:
         thread.start()
         return thread
 
+    def threads_for(self, rows: int) -> int:
+        """How many threads score a batch of ``rows`` rows: one per ``rows_per_thread`` rows, up to
+        ``threads``, and no more than the idle cores allow."""
+        by_size = min(self.threads, rows // self.rows_per_thread)
+        return max(1, min(by_size, 1 + self.spare_cores()) if by_size > 1 else 1)
+
     def predict(self, features: NDArray[np.float32]) -> NDArray[np.float32]:
         """Churn probabilities, one per row."""
+        rows = features.shape[0]
         session = self._fast
-        if session is not None and features.shape[0] <= FAST_PATH_MAX_ROWS:
+        if session is not None and rows <= FAST_PATH_MAX_ROWS:
             # The C++ session directly: the Python wrapper re-validates the same input on every call.
             probabilities = session._sess.run(["probabilities"], {"features": features}, self._run_options)[0]
             return np.ascontiguousarray(probabilities[:, 1], dtype=np.float32)
+        threads = self.threads_for(rows)
+        if threads > 1:
+            return self._predict_in_slices(features, threads)
         return np.asarray(self.booster.inplace_predict(features), dtype=np.float32)
+
+    def _predict_in_slices(self, features: NDArray[np.float32], threads: int) -> NDArray[np.float32]:
+        """Equal row slices scored at once.
+
+        ``inplace_predict`` is safe to call from several threads at once on one booster (XGBoost
+        documents it as lock-free); nothing else touches the booster while a worker serves.
+        """
+        scores = self.map_in_threads(self.booster.inplace_predict, np.array_split(features, threads))
+        return np.concatenate(scores, dtype=np.float32)
+
+    def map_in_threads(self, function: Callable[[_Item], _Result], items: list[_Item]) -> list[_Result]:
+        """``[function(item) for item in items]``, at once: this thread takes the first item, the
+        worker's pool of ``threads - 1`` threads the others. The first exception is raised."""
+        if len(items) > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="score")
+        pending = [self._pool.submit(function, item) for item in items[1:]] if self._pool else []
+        try:
+            first = function(items[0])
+        finally:
+            results = [future.result() for future in pending]  # never leave a slice running behind
+        return [first, *results]
 
     def record_index(self, name: str) -> int | None:
         return self._index.get(name)
 
 
-def _onnx_session(booster: xgb.Booster, num_features: int) -> Any:
+def _onnx_session(raw_model: bytes, num_features: int) -> Any:
     import onnxmltools  # imported here: heavy, and only the fast path needs it
     import onnxruntime
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    anonymous = xgb.Booster(model_file=bytearray(booster.save_raw("ubj")))
+    anonymous = xgb.Booster(model_file=bytearray(raw_model))  # a copy: the served booster is never touched
     anonymous.feature_names = None  # the converter expects XGBoost's default names f0, f1, ...
     anonymous.feature_types = None
     onnx_model = onnxmltools.convert_xgboost(
@@ -161,7 +220,7 @@ def _onnx_session(booster: xgb.Booster, num_features: int) -> Any:
     return onnxruntime.InferenceSession(onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def model_fn(model_dir: Path) -> ChurnModel:
+def model_fn(model_dir: Path, *, threads: int = 1, rows_per_thread: int = DEFAULT_ROWS_PER_THREAD) -> ChurnModel:
     """Load ``xgboost-model`` from ``model_dir`` exactly as the managed XGBoost container does."""
     path = model_dir / MODEL_FILE
     if not path.is_file():
@@ -172,7 +231,7 @@ def model_fn(model_dir: Path) -> ChurnModel:
         booster.load_model(bytearray(path.read_bytes()))
     except xgb.core.XGBoostError as error:
         raise ModelLoadError(f"{path} is not an XGBoost model: {str(error).splitlines()[0]}") from None
-    return ChurnModel(booster)
+    return ChurnModel(booster, threads=threads, rows_per_thread=rows_per_thread)
 
 
 # --- content negotiation --------------------------------------------------------------------------
@@ -298,6 +357,45 @@ def _parse_large_csv(text: bytes, n: int) -> NDArray[np.float32]:
     return frame.to_numpy(dtype=np.float32)
 
 
+class _NeedsCarefulParsingError(Exception):
+    """A slice of a large CSV body holds a missing or unusual value: parse the whole body carefully."""
+
+
+def _score_csv_in_slices(body: bytes, model: ChurnModel) -> NDArray[np.float32] | None:
+    """Scores of a large CSV body, parsed and scored in line-aligned slices on several threads at
+    once (pandas' parser and XGBoost both release the GIL); None when the body is small, or when a
+    slice needs the careful path, which then decodes the whole body and names any bad line."""
+    text = body.strip()
+    rows = text.count(b"\n") + 1
+    threads = model.threads_for(rows)
+    if threads < 2:
+        return None
+    text = text.replace(b"\r\n", b"\n")
+    if text.count(b",") != rows * (model.num_features - 1):
+        return None
+    cuts = [0]  # where each slice starts: just after a newline near each 1/threads of the body
+    for i in range(1, threads):
+        cut = text.find(b"\n", max(cuts[-1], len(text) * i // threads)) + 1
+        if cut == 0:
+            return None  # the last lines are too long to cut (not a table of ten numbers)
+        cuts.append(cut)
+    cuts.append(len(text) + 1)
+    slices = [text[start : end - 1] for start, end in itertools.pairwise(cuts)]
+    if not all(slices):
+        return None
+
+    def score(part: bytes) -> NDArray[np.float32]:
+        values = _parse_large_csv(part, model.num_features)
+        if not np.isfinite(values).all():
+            raise _NeedsCarefulParsingError
+        return np.asarray(model.booster.inplace_predict(values), dtype=np.float32)
+
+    try:
+        return np.concatenate(model.map_in_threads(score, slices))
+    except (ValueError, _NeedsCarefulParsingError):
+        return None
+
+
 def _raise_first_bad_row(text: bytes, model: ChurnModel) -> None:
     for number, line in enumerate(text.split(b"\n"), start=1):
         count = line.count(b",") + 1
@@ -407,15 +505,20 @@ def predict_fn(features: NDArray[np.float32], model: ChurnModel) -> NDArray[np.f
 
 
 def output_fn(predictions: NDArray[np.float32], accept: str) -> tuple[bytes, str]:
-    """Encode scores; float32 printed with 9 significant digits round-trips exactly."""
-    scores = predictions.tolist()
+    """Encode scores; float32 printed with 9 significant digits round-trips exactly.
+
+    One ``%`` over a repeated template formats every score in C, a third faster than a loop of
+    f-strings on 200,000 rows.
+    """
+    scores = tuple(predictions.tolist())
+    count = len(scores)
     if accept == "text/csv":
-        return ("\n".join(f"{p:.9g}" for p in scores) + "\n").encode(), "text/csv"
+        return (("%.9g\n" * count) % scores).encode(), "text/csv"
     if accept == "application/json":
-        items = ",".join(f'{{"score":{p:.9g}}}' for p in scores)
+        items = ",".join(['{"score":%.9g}'] * count) % scores
         return f'{{"predictions":[{items}]}}'.encode(), "application/json"
     if accept == "application/jsonlines":
-        return "".join(f'{{"score":{p:.9g}}}\n' for p in scores).encode(), "application/jsonlines"
+        return (('{"score":%.9g}\n' * count) % scores).encode(), "application/jsonlines"
     raise RequestError(406, f"cannot answer with {accept!r}; accepted: {', '.join(SUPPORTED_ACCEPTS)}")
 
 
@@ -426,8 +529,10 @@ def handle(
     try:
         response_type = choose_accept(accept, default_accept)
         media = check_content_type(content_type)
-        features = input_fn(body, media, model)
-        payload, media_type = output_fn(predict_fn(features, model), response_type)
+        scores = _score_csv_in_slices(body, model) if media == "text/csv" else None
+        if scores is None:
+            scores = predict_fn(input_fn(body, media, model), model)
+        payload, media_type = output_fn(scores, response_type)
     except RequestError as error:
         return error.status, (error.message + "\n").encode(), "text/plain; charset=utf-8"
     return 200, payload, media_type

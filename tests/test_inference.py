@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from numpy.typing import NDArray
 
 import inference
 import server
+import serving_env
 from churn_data import generate_customers
 from feature_schema import load_schema
 from serving_env import MAX_REQUEST_BYTES
@@ -200,3 +203,109 @@ def test_model_load_errors_name_the_problem(tmp_path: Path) -> None:
 def test_the_server_validates_against_the_models_schema_features(model: inference.ChurnModel) -> None:
     assert model.feature_names == tuple(NAMES)
     assert model.num_features == len(NAMES)
+
+
+# --- several threads for a large batch --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sliced(serving_model_dir: Path) -> inference.ChurnModel:
+    """The model as a worker loads it, with slices small enough for test-sized batches."""
+    return inference.model_fn(serving_model_dir, threads=3, rows_per_thread=64)
+
+
+def test_the_thread_count_follows_the_batch_size(sliced: inference.ChurnModel) -> None:
+    assert [sliced.threads_for(rows) for rows in (1, 63, 127, 128, 191, 192, 10_000)] == [1, 1, 1, 2, 2, 3, 3]
+    single = inference.ChurnModel(sliced.booster, threads=1, rows_per_thread=1)
+    assert single.threads_for(1_000_000) == 1
+
+
+def test_sliced_scores_equal_xgboost(sliced: inference.ChurnModel, rows: NDArray[Any]) -> None:
+    expected = sliced.booster.predict(xgb.DMatrix(rows, feature_names=NAMES))
+    complete = rows[~np.isnan(rows).any(axis=1)]
+    complete_expected = expected[~np.isnan(rows).any(axis=1)]
+    # A CSV body is parsed and scored in slices; one with missing values takes the careful path.
+    for matrix, reference in ((complete, complete_expected), (rows, expected)):
+        status, body, _ = inference.handle(csv_of(matrix).encode(), "text/csv", None, sliced, "text/csv")
+        assert status == 200
+        np.testing.assert_allclose(np.array(body.split(), dtype=np.float64), reference, rtol=0, atol=1e-6)
+    assert inference._score_csv_in_slices(csv_of(rows).encode(), sliced) is None
+    # Windows line endings; JSON is decoded whole and predicted in slices.
+    for text in (csv_of(complete), csv_of(complete).replace("\n", "\r\n")):
+        slices = inference._score_csv_in_slices(text.encode(), sliced)
+        assert slices is not None
+        np.testing.assert_allclose(slices, complete_expected, rtol=0, atol=1e-6)
+    instances = [[None if np.isnan(v) else float(v) for v in row] for row in rows]
+    status, body, _ = inference.handle(
+        json.dumps({"instances": instances}).encode(), "application/json", "text/csv", sliced, "text/csv"
+    )
+    np.testing.assert_allclose(np.array(body.split(), dtype=np.float64), expected, rtol=0, atol=1e-6)
+
+
+def test_a_bad_line_in_a_late_slice_is_named_by_its_place_in_the_body(
+    sliced: inference.ChurnModel, rows: NDArray[Any]
+) -> None:
+    lines = csv_of(rows[:500]).splitlines()
+    lines[449] = lines[449].replace(",", ",x", 1)
+    status, body, _ = inference.handle("\n".join(lines).encode(), "text/csv", None, sliced, "text/csv")
+    assert status == 400
+    assert body.decode().startswith("line 450, column 2")
+
+
+def test_concurrent_requests_get_their_own_scores(sliced: inference.ChurnModel, rows: NDArray[Any]) -> None:
+    """Slices of several batches at once on one booster (XGBoost's inplace_predict is lock-free)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [np.ascontiguousarray(rows[start : start + 300]) for start in range(0, 900, 100)]
+    expected = [sliced.booster.inplace_predict(batch) for batch in batches]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(sliced.predict, batches * 3))
+    for index, scores in enumerate(got):
+        np.testing.assert_array_equal(scores, expected[index % len(batches)])
+
+
+def test_scores_are_printed_with_nine_significant_digits() -> None:
+    scores = np.array([0.5, 1 / 3, 1e-10, 0.999999881], dtype=np.float32)
+    assert inference.output_fn(scores, "text/csv")[0] == b"0.5\n0.333333343\n1.00000001e-10\n0.999999881\n"
+    assert inference.output_fn(scores[:2], "application/json")[0] == (
+        b'{"predictions":[{"score":0.5},{"score":0.333333343}]}'
+    )
+    assert inference.output_fn(scores[:1], "application/jsonlines")[0] == b'{"score":0.5}\n'
+    # Every float32 survives the round trip.
+    many = np.random.default_rng(3).random(2000).astype(np.float32)
+    text = inference.output_fn(many, "text/csv")[0]
+    np.testing.assert_array_equal(np.array(text.split(), dtype=np.float32), many)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ML_PLATFORM_SERVING_THREADS", "0", "ML_PLATFORM_SERVING_THREADS must be a whole number of at least 1"),
+        ("ML_PLATFORM_SERVING_THREADS", "two", "(got 'two')"),
+        ("ML_PLATFORM_SERVING_ROWS_PER_THREAD", "-5", "ML_PLATFORM_SERVING_ROWS_PER_THREAD must be"),
+        ("ML_PLATFORM_SERVING_REBALANCE", "maybe", "ML_PLATFORM_SERVING_REBALANCE must be true or false"),
+    ],
+)
+def test_malformed_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    read = {
+        "ML_PLATFORM_SERVING_THREADS": serving_env.scoring_threads,
+        "ML_PLATFORM_SERVING_ROWS_PER_THREAD": serving_env.rows_per_thread,
+        "ML_PLATFORM_SERVING_REBALANCE": serving_env.rebalance,
+    }[name]
+    with pytest.raises(serving_env.SettingError, match=re.escape(message)):
+        read()
+
+
+def test_settings_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ML_PLATFORM_SERVING_THREADS", "ML_PLATFORM_SERVING_ROWS_PER_THREAD", "ML_PLATFORM_SERVING_REBALANCE"):
+        monkeypatch.delenv(name, raising=False)
+    assert serving_env.scoring_threads() == (os.cpu_count() or 1)
+    assert serving_env.rows_per_thread() == serving_env.DEFAULT_ROWS_PER_THREAD
+    assert serving_env.rebalance() is True
+    monkeypatch.setenv("ML_PLATFORM_SERVING_THREADS", "3")
+    monkeypatch.setenv("ML_PLATFORM_SERVING_ROWS_PER_THREAD", "500")
+    monkeypatch.setenv("ML_PLATFORM_SERVING_REBALANCE", "false")
+    assert (serving_env.scoring_threads(), serving_env.rows_per_thread(), serving_env.rebalance()) == (3, 500, False)

@@ -58,3 +58,15 @@ def test_serve_rejects_unknown_arguments(serving_model_dir: Path) -> None:
     )
     assert result.returncode == 2
     assert "unexpected arguments: train" in result.stderr
+
+
+def test_serve_refuses_a_malformed_setting(serving_model_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SERVE)],
+        env={**environment(serving_model_dir, free_port(), 2), "ML_PLATFORM_SERVING_ROWS_PER_THREAD": "lots"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "ML_PLATFORM_SERVING_ROWS_PER_THREAD must be a whole number of at least 1 (got 'lots')" in result.stderr
