@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -15,6 +17,7 @@ from config import TrainingSettings
 from platform_constructs.code_bundle import training_code_bundle
 from platform_constructs.execution_role import ServiceRole
 from platform_constructs.images import model_monitor_image, xgboost_image
+from platform_constructs.job_tags import with_job_tags
 from platform_constructs.model_registry import REGISTER_ACTIONS, registry_arns
 from platform_constructs.pipeline_definition import PipelineInputs, build_definition
 from platform_constructs.sagemaker_guardrails import SageMakerGuardrails
@@ -62,6 +65,8 @@ class TrainingPipeline(Construct):
         subnets: ec2.SelectedSubnets,
         security_group: ec2.ISecurityGroup,
         serving_image_uri: str | None = None,
+        allowed_instance_types: Sequence[str] = (),
+        serving_instance_types: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
@@ -77,7 +82,11 @@ class TrainingPipeline(Construct):
             log_path="/aws/sagemaker/*",
         )
         self.guardrails = SageMakerGuardrails(
-            self, "Guardrails", volume_keys=[data_key, model_key], output_keys=[data_key, model_key]
+            self,
+            "Guardrails",
+            volume_keys=[data_key, model_key],
+            output_keys=[data_key, model_key],
+            instance_types=allowed_instance_types,
         )
 
         def job_role(id_: str, description: str) -> ServiceRole:
@@ -137,8 +146,10 @@ class TrainingPipeline(Construct):
             subnet_ids=list(subnets.subnet_ids),
             security_group_ids=[security_group.security_group_id],
             model_package_group_name=model_package_group_name,
+            allowed_instance_types=tuple(allowed_instance_types),
+            serving_instance_types=tuple(serving_instance_types),
         )
-        self.definition = build_definition(inputs)
+        self.definition = with_job_tags(self, build_definition(inputs))
         self.pipeline = sagemaker.CfnPipeline(
             self,
             "Pipeline",

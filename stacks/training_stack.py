@@ -56,6 +56,10 @@ class TrainingStack(Stack):
             subnets=network.selected_subnets,
             security_group=network.job_security_group,
             serving_image_uri=self.serving_image.image_uri,
+            allowed_instance_types=env_config.allowed_instance_types,
+            serving_instance_types=tuple(
+                sorted({env_config.serving.instance_type, env_config.serving.transform_instance_type})
+            ),
         )
         self.ingestion = FeatureIngestionPipeline(
             self,
@@ -72,7 +76,9 @@ class TrainingStack(Stack):
             vpc=network.vpc,
             subnets=network.selected_subnets,
             security_group=network.job_security_group,
+            allowed_instance_types=env_config.allowed_instance_types,
         )
+        network.require_endpoint("sagemaker.featurestore-runtime", used_by="feature ingestion (PutRecord)")
         self.triggers = RetrainingTriggers(
             self,
             "RetrainingTriggers",
