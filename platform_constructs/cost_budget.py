@@ -61,5 +61,7 @@ class MonthlyBudget(Construct):
                 for kind, percent in THRESHOLDS
             ],
         )
-        # The budget checks that it may publish when it is created.
-        self.budget.node.add_dependency(topic)
+        # Created after the topic policy that lets it publish (the Ref orders it after the topic itself).
+        policy = topic.node.try_find_child("Policy")
+        if policy is not None:
+            self.budget.node.add_dependency(policy)

@@ -2,8 +2,8 @@
 
 CloudFormation tags the resources it creates (the stage tags every stack), but a SageMaker Pipeline
 creates its jobs and models itself, at run time, from the requests in its definition. Those requests
-get a ``Tags`` field holding the tags of the stack that owns the pipeline, resolved at synth, after
-``Tags.of(stage)`` has tagged the stack: a tag added in config reaches every job without code.
+get a ``Tags`` field holding the tags applied to the stack that owns the pipeline (``Tags.of(stage)``
+and the stack's own), resolved at synth: a tag added in config reaches every job without code.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jsii
-from aws_cdk import IResolvable, IResolveContext, Stack, Token
+from aws_cdk import Aspects, IResolvable, IResolveContext, Stack, Tag, Token
 from constructs import IConstruct
 
 # Step types whose Arguments are a SageMaker Create* request with a Tags member.
@@ -36,7 +36,16 @@ class StackTags:
         return None
 
     def resolve(self, _context: IResolveContext) -> list[dict[str, str]]:
-        return [{"Key": key, "Value": value} for key, value in sorted(self._stack.tags.tag_values().items())]
+        # The Tag aspects on the stack and its ancestors (Tags.of(stage).add(...)), outermost first so an
+        # inner one wins, then the stack's own tags. With @aws-cdk/core:explicitStackTags the stack's tag
+        # manager does not receive the stage's tags, so they are read from the aspects themselves.
+        values: dict[str, str] = {}
+        for scope in self._stack.node.scopes:
+            for aspect in Aspects.of(scope).all:
+                if isinstance(aspect, Tag):
+                    values[aspect.key] = aspect.value
+        values.update(self._stack.tags.tag_values())
+        return [{"Key": key, "Value": value} for key, value in sorted(values.items())]
 
     def to_string(self) -> str:
         return Token.as_string(self)
