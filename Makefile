@@ -19,7 +19,8 @@ export OMP_NUM_THREADS := 1
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 CDK := cdk --no-notices
 
-.PHONY: run test check format lint types pytest synth setup clean accepted-findings feature-group-lock
+.PHONY: run test check format lint types pytest synth setup clean accepted-findings feature-group-lock \
+	endpoint-variant-lock cost-table
 
 run: setup
 	$(BIN)/python -m scripts.main
@@ -77,3 +78,13 @@ accepted-findings: setup
 # synth refuses a change that would replace a feature group unless config allows it).
 feature-group-lock: setup
 	$(BIN)/python -m scripts.feature_group_lock
+
+# Records the endpoints' autoscaled variants after a deploy (a test keeps them equal; synth refuses
+# removing such a variant or changing its instance type while it is registered for autoscaling).
+endpoint-variant-lock: setup
+	$(BIN)/python -m scripts.endpoint_variant_lock
+
+# Rewrites the README's table of each environment's fixed monthly cost from config and
+# config/unit_prices.json (a test keeps them equal).
+cost-table: setup
+	$(BIN)/python -m scripts.cost_table

@@ -1,6 +1,7 @@
 """Per-environment settings: ``config/environments.toml`` parsed into frozen, validated dataclasses."""
 
 from config.settings import (
+    ComputeSettings,
     ConfigError,
     DataSettings,
     EnvironmentConfig,
@@ -20,6 +21,7 @@ from config.settings import (
 )
 
 __all__ = [
+    "ComputeSettings",
     "ConfigError",
     "DataSettings",
     "EnvironmentConfig",

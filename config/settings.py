@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from config import sagemaker_api
+
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("environments.toml")
 
 # Regions where the SageMaker SDK's image registry has both the managed XGBoost image and the Model
@@ -190,6 +192,34 @@ def is_gpu_instance(instance_type: str) -> bool:
     return match is not None and match["family"] in GPU_INSTANCE_FAMILIES
 
 
+_KIND_NAMES = {
+    "training": "training jobs",
+    "processing": "processing jobs",
+    "hosting": "endpoints",
+    "transform": "batch transform",
+}
+
+
+def check_instance_kind(path: str, value: str, kind: sagemaker_api.JobKind, *, hint: str = "") -> None:
+    """Refuse an instance type the SageMaker API does not accept for ``kind`` (botocore's enum of the
+    request field), or whose storage (EBS or local NVMe) the project has not classified."""
+    accepted = sagemaker_api.instance_types(kind)
+    if value not in accepted:
+        family = sagemaker_api.family_of(value)
+        same_family = sorted(t for t in accepted if sagemaker_api.family_of(t) == family)
+        offer = f"{family} sizes it accepts: {_choices(same_family)}" if same_family else f"it has no {family} type"
+        raise ConfigError(
+            path,
+            value,
+            f"SageMaker does not accept this instance type for {_KIND_NAMES[kind]} "
+            f"({sagemaker_api.INSTANCE_TYPE_SHAPES[kind]}); {offer}{hint}",
+        )
+    try:
+        sagemaker_api.has_local_storage(value)
+    except sagemaker_api.UnknownInstanceStorageError as error:
+        raise ConfigError(path, value, str(error)) from None
+
+
 def _check_days(path: str, value: int, *, minimum: int = 1, maximum: int = 3650) -> None:
     if not minimum <= value <= maximum:
         raise ConfigError(path, value, f"must be between {minimum} and {maximum} days")
@@ -263,9 +293,18 @@ class DataSettings:
     capture_expiry_days: int = 90
     monitoring_report_expiry_days: int = 365
     access_log_expiry_days: int = 365
+    # Spot checkpoints (models bucket, checkpoints/): only a running or resuming job reads them.
+    checkpoint_expiry_days: int = 14
+    # The pipelines' working data (processed bucket, pipelines/: splits, evaluation reports, ingestion
+    # reports). 0 keeps it: a registered model version links to its evaluation report there.
+    pipeline_working_expiry_days: int = 0
+    # Athena results of training-set queries (processed bucket, athena-results/).
+    query_result_expiry_days: int = 30
 
     def validate(self, path: str) -> None:
         for item in dataclasses.fields(self):
+            if item.name == "pipeline_working_expiry_days" and self.pipeline_working_expiry_days == 0:
+                continue
             _check_days(f"{path}.{item.name}", getattr(self, item.name))
 
 
@@ -316,6 +355,8 @@ class TrainingSettings:
     def validate(self, path: str) -> None:
         family = check_instance_type(f"{path}.instance_type", self.instance_type)
         check_instance_type(f"{path}.processing_instance_type", self.processing_instance_type)
+        check_instance_kind(f"{path}.instance_type", self.instance_type, "training")
+        check_instance_kind(f"{path}.processing_instance_type", self.processing_instance_type, "processing")
         if not 1 <= self.instance_count <= 20:
             raise ConfigError(f"{path}.instance_count", self.instance_count, "must be between 1 and 20")
         gpu = family in GPU_INSTANCE_FAMILIES
@@ -409,13 +450,52 @@ class ServingSettings:
     latency_p99_ms: int = 100
     model_download_timeout_seconds: int = 600
     container_startup_timeout_seconds: int = 600
+    # Off for one deploy to change the instance type of, or remove, an autoscaled variant (SageMaker
+    # refuses both while the variant is registered with Application Auto Scaling; README, "Serving").
+    autoscaling: bool = True
+    # Batch transform (the batch scoring pipeline); empty: the endpoint's instance type.
+    batch_instance_type: str = ""
+
+    @property
+    def transform_instance_type(self) -> str:
+        return self.batch_instance_type or self.instance_type
 
     @property
     def invocations_per_instance_target(self) -> float:
         return round(self.max_rps_per_instance * self.scaling_safety_factor * 60, 1)
 
+    def _check_realtime_shape(self, path: str, names: list[str]) -> None:
+        """Either two or more weighted variants (A/B), or one variant plus a shadow. CreateEndpointConfig,
+        ShadowProductionVariants: "If you use this field, you can only specify one variant for
+        ProductionVariants and one variant for ShadowProductionVariants." """
+        if self.shadow_variant and len(self.variants) != 1:
+            raise ConfigError(
+                f"{path}.variants",
+                names,
+                "with shadow_variant = true a real-time endpoint takes exactly one production variant (SageMaker "
+                "CreateEndpointConfig: with ShadowProductionVariants you can only specify one variant for "
+                "ProductionVariants); keep one variant, or set shadow_variant = false for an A/B test",
+            )
+        if not self.shadow_variant and len(self.variants) < 2:
+            raise ConfigError(
+                f"{path}.variants",
+                names,
+                "a real-time endpoint takes either two or more weighted variants (champion, challenger) or one "
+                "variant plus a shadow (shadow_variant = true)",
+            )
+
     def validate(self, path: str, *, protected: bool) -> None:
         check_instance_type(f"{path}.instance_type", self.instance_type)
+        if self.inference_type != "serverless":
+            check_instance_kind(f"{path}.instance_type", self.instance_type, "hosting")
+        if self.batch_instance_type:
+            check_instance_type(f"{path}.batch_instance_type", self.batch_instance_type)
+        check_instance_kind(
+            f"{path}.batch_instance_type" if self.batch_instance_type else f"{path}.instance_type",
+            self.transform_instance_type,
+            "transform",
+            hint="; set serving.batch_instance_type to one batch transform accepts",
+        )
         names = [v.name for v in self.variants]
         for index, variant in enumerate(self.variants):
             variant.validate(f"{path}.variants[{index}]")
@@ -444,9 +524,13 @@ class ServingSettings:
                     "use 'realtime' or 'async' outside dev",
                 )
             return
-        if self.inference_type == "realtime" and len(self.variants) < 2:
+        if self.inference_type == "realtime":
+            self._check_realtime_shape(path, names)
+        elif self.shadow_variant:
             raise ConfigError(
-                f"{path}.variants", names, "a real-time endpoint needs at least 2 variants (champion, challenger)"
+                f"{path}.shadow_variant",
+                self.shadow_variant,
+                f"shadow variants serve real-time endpoints only; set it false for inference_type {self.inference_type!r}",
             )
         floor = 2 if protected else 1
         if not floor <= self.initial_instance_count <= 100:
@@ -547,8 +631,16 @@ class OperationsSettings:
     # the message SNS sends) and HTTPS endpoints (a chat webhook, an incident tool).
     alert_emails: tuple[str, ...] = ()
     alert_https_endpoints: tuple[str, ...] = ()
-    # Log groups of the platform's functions (values CloudWatch Logs accepts).
+    # Log groups of the platform's functions and of SageMaker's jobs and endpoints (values CloudWatch
+    # Logs accepts).
     log_retention_days: int = 365
+    # AWS Budgets: the environment's monthly cost limit; actual and forecast spend at 80 % and 100 %
+    # of it notify the alarm topic.
+    monthly_budget_usd: float = 1000.0
+    # Create SageMaker's account-wide job log groups (/aws/sagemaker/TrainingJobs, ProcessingJobs,
+    # TransformJobs) with the logs key and retention. One environment per account and region may own
+    # them; set false for the others, or where the groups exist already (README, "Logs").
+    sagemaker_job_log_groups: bool = True
 
     def validate(self, path: str) -> None:
         for index, address in enumerate(self.alert_emails):
@@ -575,6 +667,41 @@ class OperationsSettings:
             if len(set(values)) != len(values):
                 raise ConfigError(f"{path}.{name}", list(values), "lists a subscriber twice")
         _check_log_retention(f"{path}.log_retention_days", self.log_retention_days)
+        if not 1 <= self.monthly_budget_usd <= 1_000_000_000:
+            raise ConfigError(
+                f"{path}.monthly_budget_usd",
+                self.monthly_budget_usd,
+                "must be between 1 and 1000000000 (USD a month; AWS Budgets' limit)",
+            )
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """The SageMaker instance types the environment may launch. The roles' deny guardrails refuse
+    training, processing, tuning and transform jobs and endpoint configs with any other type, and the
+    pipelines' instance-type parameters accept only these."""
+
+    # Exact types (ml.m5.xlarge) or families (ml.m5.*); empty: exactly the types this config uses.
+    allowed_instance_types: tuple[str, ...] = ()
+
+    def validate(self, path: str) -> None:
+        for index, value in enumerate(self.allowed_instance_types):
+            if not sagemaker_api.is_pattern(value):
+                raise ConfigError(
+                    f"{path}.allowed_instance_types[{index}]",
+                    value,
+                    "must be an instance type (ml.m5.xlarge) or a family (ml.m5.*)",
+                )
+            if not any(
+                sagemaker_api.matches(t, [value]) for kind in _KIND_NAMES for t in sagemaker_api.instance_types(kind)
+            ):
+                raise ConfigError(
+                    f"{path}.allowed_instance_types[{index}]",
+                    value,
+                    "matches no instance type SageMaker accepts for jobs, endpoints or batch transform",
+                )
+        if len(set(self.allowed_instance_types)) != len(self.allowed_instance_types):
+            raise ConfigError(f"{path}.allowed_instance_types", list(self.allowed_instance_types), "lists a type twice")
 
 
 @dataclass(frozen=True)
@@ -592,10 +719,42 @@ class EnvironmentConfig:
     serving: ServingSettings = field(default_factory=ServingSettings)
     feature_store: FeatureStoreSettings = field(default_factory=FeatureStoreSettings)
     operations: OperationsSettings = field(default_factory=OperationsSettings)
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
 
     @property
     def retain_data(self) -> bool:
         return self.removal_policy == "retain"
+
+    def used_instance_types(self) -> dict[str, str]:
+        """The instance types this environment's config launches, by the setting that names them."""
+        used = {
+            "training.instance_type": self.training.instance_type,
+            "training.processing_instance_type": self.training.processing_instance_type,
+            "serving.batch_instance_type" if self.serving.batch_instance_type else "serving.instance_type": (
+                self.serving.transform_instance_type
+            ),
+        }
+        if self.serving.inference_type != "serverless":
+            used["serving.instance_type"] = self.serving.instance_type
+        return used
+
+    @property
+    def allowed_instance_types(self) -> tuple[str, ...]:
+        """``compute.allowed_instance_types``, or the types the config uses when that list is empty."""
+        return self.compute.allowed_instance_types or tuple(sorted(set(self.used_instance_types().values())))
+
+    def _check_allowed_instance_types(self, path: str) -> None:
+        allowed = self.compute.allowed_instance_types
+        if not allowed:
+            return
+        for setting, instance_type in self.used_instance_types().items():
+            if not sagemaker_api.matches(instance_type, allowed):
+                raise ConfigError(
+                    f"{path}.compute.allowed_instance_types",
+                    list(allowed),
+                    f"does not allow {instance_type}, which {setting} uses; add it (or ml.<family>.*) or "
+                    "choose an allowed type",
+                )
 
     def validate(self, path: str) -> None:
         if not _NAME_RE.match(self.name):
@@ -635,6 +794,8 @@ class EnvironmentConfig:
         self.serving.validate(f"{path}.serving", protected=self.name in PROTECTED_ENVIRONMENTS)
         self.feature_store.validate(f"{path}.feature_store")
         self.operations.validate(f"{path}.operations")
+        self.compute.validate(f"{path}.compute")
+        self._check_allowed_instance_types(path)
         self._check_endpoints_for_training_data(path)
 
     def _check_endpoints_for_training_data(self, path: str) -> None:
@@ -642,7 +803,6 @@ class EnvironmentConfig:
         needed = {"sagemaker.api": "the batch starter starts the ingestion and training pipelines"}
         if self.training.source == "feature_store":
             needed["athena"] = "training.source = 'feature_store' queries the offline store in Athena"
-            needed["glue"] = "Athena's training-set query reads the Glue Data Catalog"
         for service, why in needed.items():
             if service not in self.network.interface_endpoints:
                 raise ConfigError(
@@ -795,6 +955,10 @@ class PlatformConfig:
     @property
     def environment_names(self) -> tuple[str, ...]:
         return tuple(env.name for env in self.environments)
+
+    def resource_tags(self, env: EnvironmentConfig) -> dict[str, str]:
+        """The cost-allocation tags of everything ``env`` creates: config's ``[tags]`` and Environment."""
+        return {**dict(sorted(self.tags.items())), "Environment": env.name}
 
     def environment(self, name: str) -> EnvironmentConfig:
         for env in self.environments:
@@ -965,6 +1129,7 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH) -> PlatformConfig:
 
 
 __all__ = [
+    "ComputeSettings",
     "ConfigError",
     "DataSettings",
     "EnvironmentConfig",
@@ -978,6 +1143,7 @@ __all__ = [
     "TrainingSettings",
     "TuningSettings",
     "VariantSettings",
+    "check_instance_kind",
     "check_instance_type",
     "is_gpu_instance",
     "load_config",

@@ -20,7 +20,15 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from platform_constructs.execution_role import ServiceRole
-from platform_constructs.pipeline_definition import EXECUTION_ID, PIPELINE_FORMAT_VERSION, get, join
+from platform_constructs.job_tags import with_job_tags
+from platform_constructs.pipeline_definition import (
+    EXECUTION_ID,
+    PIPELINE_FORMAT_VERSION,
+    get,
+    instance_type_parameter,
+    join,
+    volume_key_field,
+)
 from platform_constructs.sagemaker_guardrails import SageMakerGuardrails
 
 
@@ -33,7 +41,12 @@ def batch_scoring_definition(
     data_key_arn: str,
     subnet_ids: Sequence[str],
     security_group_ids: Sequence[str],
+    allowed_instance_types: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """CreateModel from the package, then a transform job. The volume key is left out on instance
+    types with local NVMe storage (TransformResources: "You can't request a VolumeKmsKeyId when using
+    an instance type with local storage"), and InstanceType accepts only allowed types of the same
+    storage as the default."""
     model_step = {
         "Name": "CreateModel",
         "Type": "Model",
@@ -64,7 +77,7 @@ def batch_scoring_definition(
             "TransformResources": {
                 "InstanceType": get("Parameters.InstanceType"),
                 "InstanceCount": get("Parameters.InstanceCount"),
-                "VolumeKmsKeyId": data_key_arn,
+                **volume_key_field(instance_type, data_key_arn),
             },
             "BatchStrategy": "MultiRecord",
             "MaxPayloadInMB": 6,
@@ -77,7 +90,7 @@ def batch_scoring_definition(
         "Parameters": [
             {"Name": "ModelPackageArn", "Type": "String"},
             {"Name": "InputDataUri", "Type": "String", "DefaultValue": default_input_uri},
-            {"Name": "InstanceType", "Type": "String", "DefaultValue": instance_type},
+            instance_type_parameter("InstanceType", instance_type, "transform", tuple(allowed_instance_types)),
             {"Name": "InstanceCount", "Type": "Integer", "DefaultValue": 1},
         ],
         "Steps": [model_step, transform_step],
@@ -102,6 +115,7 @@ class BatchScoringPipeline(Construct):
         data_key: kms.IKey,
         subnet_ids: Sequence[str],
         security_group_ids: Sequence[str],
+        allowed_instance_types: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
@@ -148,7 +162,9 @@ class BatchScoringPipeline(Construct):
             data_key_arn=data_key.key_arn,
             subnet_ids=subnet_ids,
             security_group_ids=security_group_ids,
+            allowed_instance_types=allowed_instance_types,
         )
+        self.definition = definition = with_job_tags(self, definition)
         self.pipeline = sagemaker.CfnPipeline(
             self,
             "Pipeline",

@@ -74,3 +74,19 @@ class EncryptionKey(kms.Key):
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
             )
         )
+
+    def allow_budget_notifications(self) -> None:
+        """Let AWS Budgets of this account publish to SNS topics encrypted with the key."""
+        stack = Stack.of(self)
+        self.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowBudgetsOfThisAccount",
+                principals=[iam.ServicePrincipal("budgets.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:budgets::{stack.account}:*"},
+                },
+            )
+        )

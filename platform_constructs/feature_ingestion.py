@@ -8,6 +8,8 @@ role only, the ingestion role, which may put records into one feature group.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -21,6 +23,7 @@ from config import FeatureStoreSettings, TrainingSettings
 from platform_constructs.execution_role import ServiceRole
 from platform_constructs.feature_store import allow_put_record
 from platform_constructs.images import xgboost_image
+from platform_constructs.job_tags import with_job_tags
 from platform_constructs.pipeline_definition import IngestionInputs, build_ingestion_definition
 from platform_constructs.sagemaker_guardrails import SageMakerGuardrails
 from platform_constructs.sagemaker_network_policy import SageMakerNetworkPolicy
@@ -50,6 +53,7 @@ class FeatureIngestionPipeline(Construct):
         vpc: ec2.IVpc,
         subnets: ec2.SelectedSubnets,
         security_group: ec2.ISecurityGroup,
+        allowed_instance_types: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
@@ -65,7 +69,12 @@ class FeatureIngestionPipeline(Construct):
         # Processing jobs of this pipeline may run without network isolation (they call an AWS API);
         # every other guardrail (VPC, encrypted traffic, platform keys) still applies.
         self.guardrails = SageMakerGuardrails(
-            self, "Guardrails", volume_keys=[data_key], output_keys=[data_key], isolate_processing=False
+            self,
+            "Guardrails",
+            volume_keys=[data_key],
+            output_keys=[data_key],
+            isolate_processing=False,
+            instance_types=allowed_instance_types,
         )
 
         self.ingestion_role = ServiceRole(
@@ -126,9 +135,10 @@ class FeatureIngestionPipeline(Construct):
                 security_group_ids=[security_group.security_group_id],
                 feature_group_name=feature_group_name,
                 max_reject_fraction=feature_store.ingest_max_reject_fraction,
+                allowed_instance_types=tuple(allowed_instance_types),
             )
         )
-        self.definition = definition
+        self.definition = definition = with_job_tags(self, definition)
         self.pipeline = sagemaker.CfnPipeline(
             self,
             "Pipeline",

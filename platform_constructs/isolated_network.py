@@ -6,12 +6,13 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import jsii
 from aws_cdk import CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IValidation
 
 from policy.acknowledge import ignore_cfn_lint
 
@@ -152,6 +153,8 @@ class IsolatedNetwork(Construct):
         )
         self._restrict_s3_endpoint()
         self.interface_endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {}
+        self._required: dict[str, list[str]] = {}
+        self.node.add_validation(_RequiredEndpoints(self))
         for name in interface_endpoints:
             spec = ENDPOINT_SERVICES[name]
             endpoint = ec2.InterfaceVpcEndpoint(
@@ -167,6 +170,11 @@ class IsolatedNetwork(Construct):
             if spec.supports_policy:
                 endpoint.add_to_policy(self._own_account_statement())
             self.interface_endpoints[name] = endpoint
+
+    def require_endpoint(self, service: str, *, used_by: str) -> None:
+        """Declare that ``used_by`` calls ``service`` from the isolated subnets: synth fails, naming the
+        config field, where the environment trims that interface endpoint away."""
+        self._required.setdefault(service, []).append(used_by)
 
     def allow_endpoint_access(self, client: ec2.ISecurityGroup) -> None:
         """Let ``client`` call AWS APIs through the interface endpoints (HTTPS)."""
@@ -281,3 +289,20 @@ class IsolatedNetwork(Construct):
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
         self.flow_log_group = log_group
+
+
+@jsii.implements(IValidation)
+class _RequiredEndpoints:
+    """Every interface endpoint a construct declared it needs exists (config may trim them per environment)."""
+
+    def __init__(self, network: IsolatedNetwork) -> None:
+        self._network = network
+
+    def validate(self) -> list[str]:
+        return [
+            f"network.interface_endpoints lacks {service!r}, which {', '.join(users)} calls from the isolated "
+            f"subnets (no internet route); add {service!r} to this environment's [environments.network] "
+            "interface_endpoints in config/environments.toml"
+            for service, users in sorted(self._network._required.items())
+            if service not in self._network.interface_endpoints
+        ]

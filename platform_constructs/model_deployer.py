@@ -134,6 +134,8 @@ class ModelDeployer(Construct):
                 "ALERT_TOPIC_ARN": alarm_topic.topic_arn,
             },
         )
+        for service in ("sagemaker.api", "ssm", "cloudformation", "sns"):
+            network.require_endpoint(service, used_by="the model deployer function")
         function = self.function
         parameters = [parameter_arn(stack, name) for name in self.parameter_names.values()]
         function.allow(["ssm:GetParameters", "ssm:PutParameter"], parameters)

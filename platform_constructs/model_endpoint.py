@@ -14,7 +14,13 @@ inference; everything else follows from it:
 
 Models run network-isolated in the platform's subnets with the inference security group (not
 serverless), requests and predictions are captured encrypted for Model Monitor, the storage volume
-is encrypted with the model key, and every alarm notifies an encrypted SNS topic.
+is encrypted with the model key (instance types with local NVMe storage have no EBS volume: their
+storage is encrypted by the instance's hardware, and SageMaker refuses a key for them), the
+endpoint's log group (``/aws/sagemaker/Endpoints/<name>``) exists with the logs key and a retention,
+and every alarm notifies an encrypted SNS topic.
+
+The endpoint config carries the metadata :mod:`policy.endpoint_variant_guard` reads to refuse, at
+synth, removing or changing the instance type of a variant registered with Application Auto Scaling.
 """
 
 from __future__ import annotations
@@ -22,20 +28,32 @@ from __future__ import annotations
 import typing
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import CfnCondition, CfnResource, Duration, Stack
+from aws_cdk import CfnCondition, CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from config import ServingSettings
+from config.sagemaker_api import ENDPOINT_LOCAL_STORAGE_SENTENCE, has_local_storage
+from platform_constructs.retention import log_retention
 from policy.acknowledge import acknowledge, acknowledge_all, skip_checkov
+from policy.endpoint_variant_guard import VARIANT_LOCK_METADATA_KEY
 
 SHADOW = "Shadow"
+LOCAL_STORAGE_REASON = (
+    "The endpoint's instance type has local NVMe storage, which a hardware module on the instance encrypts; "
+    "SageMaker refuses KmsKeyId for it (CreateEndpointConfig: " + ENDPOINT_LOCAL_STORAGE_SENTENCE + ")"
+)
+KMS_CONFIG_RULES = tuple(
+    f"{pack}-SageMakerEndpointConfigurationKMSKeyConfigured"
+    for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321")
+)
 SERVERLESS_LIMITS = (
     "SageMaker Serverless Inference supports no VPC, network isolation or data capture (AWS documentation); "
     "config allows serverless in dev only, where scaling to zero matters more."
@@ -79,11 +97,15 @@ class ModelEndpoint(Construct):
         alarm_topic: sns.ITopic,
         async_topics: tuple[sns.ITopic, sns.ITopic] | None = None,
         condition: CfnCondition | None = None,
+        logs_key: kms.IKey | None = None,
+        log_retention_days: int = 365,
+        retain: bool = True,
     ) -> None:
         super().__init__(scope, id_)
         self.endpoint_name = endpoint_name
         self.settings = settings
         serverless = settings.inference_type == "serverless"
+        local_storage = not serverless and has_local_storage(settings.instance_type)
         variant_names = [v.name for v in settings.variants]
         shadow = settings.shadow_variant
 
@@ -112,7 +134,7 @@ class ModelEndpoint(Construct):
             "EndpointConfig",
             production_variants=[self._variant(v.name, v.weight) for v in settings.variants],
             shadow_production_variants=[self._variant(SHADOW, 1.0)] if shadow else None,
-            kms_key_id=None if serverless else model_key.key_arn,
+            kms_key_id=None if serverless or local_storage else model_key.key_arn,
             data_capture_config=None
             if serverless
             else sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
@@ -143,13 +165,24 @@ class ModelEndpoint(Construct):
             acknowledge(self.config, "MlPlatform-EndpointDataCapture", SERVERLESS_LIMITS)
             acknowledge_all(
                 self.config,
-                tuple(
-                    f"{pack}-SageMakerEndpointConfigurationKMSKeyConfigured"
-                    for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321")
-                ),
+                KMS_CONFIG_RULES,
                 "Serverless endpoints have no customer storage volume to encrypt: SageMaker manages their "
                 "storage, and KmsKeyId applies to instance-based variants only.",
             )
+        if local_storage:
+            acknowledge_all(self.config, KMS_CONFIG_RULES, LOCAL_STORAGE_REASON)
+            skip_checkov(self.config, "CKV_AWS_98", LOCAL_STORAGE_REASON)
+        # Which variants Application Auto Scaling registers, with their instance types (the guard
+        # compares them with config/endpoint_variants.lock.json).
+        self.config.add_metadata(
+            VARIANT_LOCK_METADATA_KEY,
+            {
+                "lock": endpoint_name,
+                "autoscaled": {}
+                if serverless or not settings.autoscaling
+                else dict.fromkeys(variant_names, settings.instance_type),
+            },
+        )
 
         self.alarms = self._alarms(variant_names, alarm_topic)
         self.endpoint = sagemaker.CfnEndpoint(
@@ -164,13 +197,27 @@ class ModelEndpoint(Construct):
             ],
             deployment_config=None if serverless else self._deployment_config(),
         )
-        self.scaling_targets = [] if serverless else self._autoscaling(variant_names)
+        self.scaling_targets = [] if serverless or not settings.autoscaling else self._autoscaling(variant_names)
         self.dashboard = self._dashboard(variant_names)
 
         if condition is not None:
             for construct in self.node.find_all():
                 if isinstance(construct, CfnResource):
                     construct.cfn_options.condition = condition
+
+        # SageMaker writes the endpoint's container logs here; created first (not conditional), so that
+        # SageMaker never creates it unencrypted and kept forever.
+        self.log_group: logs.LogGroup | None = None
+        if logs_key is not None:
+            self.log_group = logs.LogGroup(
+                self,
+                "Logs",
+                log_group_name=f"/aws/sagemaker/Endpoints/{endpoint_name}",
+                encryption_key=logs_key,
+                retention=log_retention(log_retention_days),
+                removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
+            )
+            self.endpoint.node.add_dependency(self.log_group)
 
     # --- pieces -------------------------------------------------------------------------------------
 

@@ -197,6 +197,8 @@ class ModelIntake(Construct):
                 "ALERT_TOPIC_ARN": alarm_topic.topic_arn,
             },
         )
+        for service in ("sagemaker.api", "ecr.api", "sns"):
+            network.require_endpoint(service, used_by="the model intake function")
         function = self.function
         function.allow(
             ["sagemaker:DescribeModelPackage"],

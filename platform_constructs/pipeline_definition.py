@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import TrainingSettings
+from config.sagemaker_api import JobKind, instance_type_choices, instance_types, volume_kms_key_for
 
 PIPELINE_FORMAT_VERSION = "2020-12-01"
 PROCESSING = "/opt/ml/processing"
@@ -98,6 +99,11 @@ class PipelineInputs:
     security_group_ids: list[str]
     model_package_group_name: str
     training_set: TrainingSetInputs | None = None  # required when settings.source is "feature_store"
+    # The environment's compute.allowed_instance_types (the instance-type parameters accept only these).
+    allowed_instance_types: tuple[str, ...] = ()
+    # Endpoint and batch transform types the registered model versions declare they support, on top
+    # of the platform's CPU defaults.
+    serving_instance_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,14 +133,41 @@ def join(*values: Any, on: str = "/") -> dict[str, Any]:
 
 
 EXECUTION_ID = get("Execution.PipelineExecutionId")
+# Set on a tuning job's training jobs: train.py keeps its checkpoints under a folder named after its
+# own training job, so the trials of one tuning job never resume from each other's checkpoints.
+CHECKPOINT_PER_JOB_VARIABLE = "ML_PLATFORM_CHECKPOINT_PER_JOB"
+
+
+def volume_key_field(instance_type: str, key: Any) -> dict[str, Any]:
+    """``{"VolumeKmsKeyId": key}`` for an instance type with an EBS volume, nothing for one with local
+    NVMe storage: SageMaker "You can't request a VolumeKmsKeyId when using an instance type with local
+    storage." (ResourceConfig, ProcessingClusterConfig, TransformResources); the instance's hardware
+    encrypts those volumes."""
+    value = volume_kms_key_for(instance_type, key)
+    return {} if value is None else {"VolumeKmsKeyId": value}
+
+
+def instance_type_parameter(name: str, default: str, kind: JobKind, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A String parameter for an instance type that accepts only ``allowed`` types SageMaker takes for
+    ``kind`` and that share ``default``'s storage (EBS or local NVMe): whether a request carries a
+    volume KMS key is decided from the default at synth, so no run-time override can turn it into a
+    request SageMaker refuses. Switching storage (e.g. CPU to a g5 GPU) is a config change and a deploy."""
+    return {
+        "Name": name,
+        "Type": "String",
+        "DefaultValue": default,
+        "EnumValues": list(instance_type_choices(default, kind, allowed)),
+    }
 
 
 def _parameters(inputs: PipelineInputs) -> list[dict[str, Any]]:
     s = inputs.settings
     return [
         _data_parameter(inputs),
-        {"Name": "ProcessingInstanceType", "Type": "String", "DefaultValue": s.processing_instance_type},
-        {"Name": "TrainingInstanceType", "Type": "String", "DefaultValue": s.instance_type},
+        instance_type_parameter(
+            "ProcessingInstanceType", s.processing_instance_type, "processing", inputs.allowed_instance_types
+        ),
+        instance_type_parameter("TrainingInstanceType", s.instance_type, "training", inputs.allowed_instance_types),
         {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": s.instance_count},
         {"Name": "AucThreshold", "Type": "Float", "DefaultValue": s.auc_threshold},
         {"Name": "MaxRuntimeSeconds", "Type": "Integer", "DefaultValue": s.max_runtime_seconds},
@@ -187,11 +220,16 @@ class _JobContext:
     subnet_ids: list[str]
     security_group_ids: list[str]
     isolated: bool = True
+    instance_type: str = "ml.m5.xlarge"  # the ProcessingInstanceType default: decides the volume key field
 
 
 def _context(inputs: PipelineInputs) -> _JobContext:
     return _JobContext(
-        inputs.settings.volume_size_gb, inputs.data_key_arn, inputs.subnet_ids, inputs.security_group_ids
+        inputs.settings.volume_size_gb,
+        inputs.data_key_arn,
+        inputs.subnet_ids,
+        inputs.security_group_ids,
+        instance_type=inputs.settings.processing_instance_type,
     )
 
 
@@ -218,7 +256,7 @@ def _processing_job(
                 "InstanceType": get("Parameters.ProcessingInstanceType"),
                 "InstanceCount": 1,
                 "VolumeSizeInGB": context.volume_size_gb,
-                "VolumeKmsKeyId": context.key_arn,
+                **volume_key_field(context.instance_type, context.key_arn),
             }
         },
         "AppSpecification": app,
@@ -400,7 +438,7 @@ def _training_definition(inputs: PipelineInputs) -> dict[str, Any]:
             "InstanceType": get("Parameters.TrainingInstanceType"),
             "InstanceCount": get("Parameters.TrainingInstanceCount"),
             "VolumeSizeInGB": s.volume_size_gb,
-            "VolumeKmsKeyId": inputs.model_key_arn,
+            **volume_key_field(s.instance_type, inputs.model_key_arn),
         },
         "StoppingCondition": stopping,
         "VpcConfig": {"Subnets": inputs.subnet_ids, "SecurityGroupIds": inputs.security_group_ids},
@@ -460,6 +498,8 @@ def _train(inputs: PipelineInputs) -> tuple[dict[str, Any], Any]:
                 "AlgorithmSpecification": _algorithm(inputs),
                 "StaticHyperParameters": _hyperparameters(inputs, tuned=True),
                 **definition,
+                # One checkpoint folder per trial (under the execution's checkpoint prefix).
+                "Environment": {CHECKPOINT_PER_JOB_VARIABLE: "true"},
             },
         },
         "RetryPolicies": RETRY_ON_CAPACITY,
@@ -531,7 +571,10 @@ def _register(inputs: PipelineInputs, model_uri: Any) -> dict[str, Any]:
         get("Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"), "evaluation.json"
     )
     baseline = get("Steps.DataQualityBaseline.ProcessingOutputConfig.Outputs['monitoring_output'].S3Output.S3Uri")
-    serving_types = sorted({"ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c5.2xlarge"})
+    serving_types = {"ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c5.2xlarge"}
+    serving_types |= set(inputs.serving_instance_types)
+    realtime_types = sorted(t for t in serving_types if t in instance_types("hosting"))
+    transform_types = sorted(t for t in serving_types if t in instance_types("transform"))
     return {
         "Name": "RegisterModel",
         "Type": "RegisterModel",
@@ -544,8 +587,8 @@ def _register(inputs: PipelineInputs, model_uri: Any) -> dict[str, Any]:
                 "Containers": [{"Image": inputs.serving_image, "ModelDataUrl": model_uri, "Framework": "XGBOOST"}],
                 "SupportedContentTypes": ["text/csv", "application/json"],
                 "SupportedResponseMIMETypes": ["text/csv", "application/json", "application/jsonlines"],
-                "SupportedRealtimeInferenceInstanceTypes": serving_types,
-                "SupportedTransformInstanceTypes": serving_types,
+                "SupportedRealtimeInferenceInstanceTypes": realtime_types,
+                "SupportedTransformInstanceTypes": transform_types,
             },
             "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation}}},
             "DriftCheckBaselines": {
@@ -625,6 +668,7 @@ class IngestionInputs:
     security_group_ids: list[str]
     feature_group_name: str
     max_reject_fraction: float
+    allowed_instance_types: tuple[str, ...] = ()
 
 
 def build_ingestion_definition(inputs: IngestionInputs) -> dict[str, Any]:
@@ -634,7 +678,12 @@ def build_ingestion_definition(inputs: IngestionInputs) -> dict[str, Any]:
     isolated subnets and reaches AWS only through the VPC endpoints.
     """
     context = _JobContext(
-        inputs.settings.volume_size_gb, inputs.data_key_arn, inputs.subnet_ids, inputs.security_group_ids, False
+        inputs.settings.volume_size_gb,
+        inputs.data_key_arn,
+        inputs.subnet_ids,
+        inputs.security_group_ids,
+        False,
+        instance_type=inputs.settings.processing_instance_type,
     )
     step = {
         "Name": "IngestFeatures",
@@ -669,11 +718,12 @@ def build_ingestion_definition(inputs: IngestionInputs) -> dict[str, Any]:
         "Metadata": {},
         "Parameters": [
             {"Name": "InputDataUri", "Type": "String", "DefaultValue": inputs.raw_data_uri},
-            {
-                "Name": "ProcessingInstanceType",
-                "Type": "String",
-                "DefaultValue": inputs.settings.processing_instance_type,
-            },
+            instance_type_parameter(
+                "ProcessingInstanceType",
+                inputs.settings.processing_instance_type,
+                "processing",
+                inputs.allowed_instance_types,
+            ),
         ],
         "Steps": [step],
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 
 from aws_cdk import CfnResource, Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
@@ -39,6 +40,8 @@ class SecureBucket(s3.Bucket):
     policies in other stacks name the bucket's ARN as a literal instead of a cross-stack reference.
 
     ``event_bridge=True`` sends the bucket's object events to EventBridge (retraining triggers).
+    ``prefix_expiry`` expires the objects under each prefix after its duration (working data that only
+    a running pipeline reads, spot checkpoints).
     Pass ``encryption_key=None`` only for the access-log bucket: S3 server access logging can
     deliver only to buckets encrypted with S3-managed keys. Pass ``access_logs_bucket=None`` only
     for the access-log bucket itself. Outside dev (``retain=True``) the bucket and its objects
@@ -58,6 +61,7 @@ class SecureBucket(s3.Bucket):
         incomplete_upload_expiry: Duration | None = None,
         object_expiry: Duration | None = None,
         event_bridge: bool = False,
+        prefix_expiry: Mapping[str, Duration] | None = None,
     ) -> None:
         lifecycle_rules = [
             s3.LifecycleRule(
@@ -69,6 +73,16 @@ class SecureBucket(s3.Bucket):
                 abort_incomplete_multipart_upload_after=incomplete_upload_expiry or Duration.days(7),
             ),
         ]
+        # Objects under a prefix expire (working data, checkpoints); their old versions a day later.
+        for index, (prefix, expiry) in enumerate(sorted((prefix_expiry or {}).items())):
+            lifecycle_rules.append(
+                s3.LifecycleRule(
+                    id=f"ExpirePrefix{index}",
+                    prefix=prefix,
+                    expiration=expiry,
+                    noncurrent_version_expiration=Duration.days(1),
+                )
+            )
         if object_expiry is not None:
             lifecycle_rules += [
                 s3.LifecycleRule(id="ExpireObjects", expiration=object_expiry),

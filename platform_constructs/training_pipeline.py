@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -15,6 +17,7 @@ from config import TrainingSettings
 from platform_constructs.code_bundle import training_code_bundle
 from platform_constructs.execution_role import ServiceRole
 from platform_constructs.images import model_monitor_image, xgboost_image
+from platform_constructs.job_tags import with_job_tags
 from platform_constructs.model_registry import REGISTER_ACTIONS, registry_arns
 from platform_constructs.pipeline_definition import (
     BUILD_TRAINING_SET,
@@ -75,6 +78,8 @@ class TrainingPipeline(Construct):
         security_group: ec2.ISecurityGroup,
         serving_image_uri: str | None = None,
         training_set_source: TrainingSetSource | None = None,
+        allowed_instance_types: Sequence[str] = (),
+        serving_instance_types: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
@@ -100,6 +105,7 @@ class TrainingPipeline(Construct):
             unisolated_processing_security_groups=(
                 [training_set_source.security_group] if from_feature_store and training_set_source else []
             ),
+            instance_types=allowed_instance_types,
         )
 
         def job_role(id_: str, description: str, network: iam.IManagedPolicy = job_network) -> ServiceRole:
@@ -189,8 +195,10 @@ class TrainingPipeline(Construct):
             security_group_ids=[security_group.security_group_id],
             model_package_group_name=model_package_group_name,
             training_set=training_set,
+            allowed_instance_types=tuple(allowed_instance_types),
+            serving_instance_types=tuple(serving_instance_types),
         )
-        self.definition = build_definition(inputs)
+        self.definition = with_job_tags(self, build_definition(inputs))
         self.pipeline = sagemaker.CfnPipeline(
             self,
             "Pipeline",

@@ -17,6 +17,9 @@ from constructs import IConstruct
 
 from policy.ml_platform_rules import PACK_NAME
 
+# The project's own template-rule packs (policy/ml_platform_rules.py, policy/sagemaker_api_rules.py).
+OWN_PACKS = (PACK_NAME, "SageMakerApi")
+
 MIN_REASON_LENGTH = 20
 # With this context key set (`cdk synth -c ml-platform:audit-acknowledgments=true`) acknowledgments are
 # recorded under AUDIT_METADATA_KEY instead of applied, so every finding shows, accepted or not.
@@ -44,7 +47,8 @@ def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
         return
     # CDK files findings of plain validation plugins under the plugin's name; cdk-nag packs match
     # bare rule IDs themselves.
-    namespaced = f"{PACK_NAME}::{rule_id}" if rule_id.startswith(f"{PACK_NAME}-") else rule_id
+    own_pack = next((pack for pack in OWN_PACKS if rule_id.startswith(f"{pack}-")), None)
+    namespaced = f"{own_pack}::{rule_id}" if own_pack else rule_id
     Validations.of(construct).acknowledge(Acknowledgment(id=namespaced, reason=reason))
 
 

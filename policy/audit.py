@@ -21,6 +21,7 @@ from constructs import IConstruct
 from policy.acknowledge import AUDIT_METADATA_KEY, CFN_LINT_REASONS_KEY
 from policy.ml_platform_rules import check_template
 from policy.packs import NAG_PACKS
+from policy.sagemaker_api_rules import check_template as check_api_template
 
 
 @dataclass(frozen=True, order=True)
@@ -114,12 +115,13 @@ def _template_skips(template: dict[str, Any]) -> Iterable[tuple[str, str, str]]:
 
 
 def audit(root: IConstruct, assembly: CloudAssembly) -> AuditResult:
-    """Findings of the four cdk-nag packs and the MlPlatform rules, acknowledgments and scanner skips."""
+    """Findings of the four cdk-nag packs and the MlPlatform and SageMakerApi rules, acknowledgments and
+    scanner skips."""
     paths = _resource_paths(root)
     findings = set(_nag_findings(root))
     skips = set()
     for artifact_id, template in _templates(assembly):
-        for own in check_template(template):
+        for own in [*check_template(template), *check_api_template(template)]:
             findings.add(Finding(own.rule_id, paths.get((artifact_id, own.logical_id), own.logical_id)))
         for logical_id, rule_id, reason in _template_skips(template):
             skips.add(Skipped(rule_id, paths.get((artifact_id, logical_id), logical_id), reason))

@@ -49,7 +49,10 @@ class Rule:
     id: str
     description: str
     fix: str
-    check: Callable[[str, Resource], Iterator[tuple[str, str]]]
+    # check(logical_id, resource), or check(logical_id, resource, template) with whole_template
+    check: Callable[..., Iterator[tuple[str, str]]]
+    source: str = ""  # the API reference sentence the rule enforces, where it enforces one
+    whole_template: bool = False
 
 
 MONITORING_JOB_TYPES = {
@@ -278,7 +281,8 @@ def _endpoint_multi_instance(logical_id: str, resource: Resource) -> Iterator[tu
 def _endpoint_config_kms(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
     if resource.get("Type") != "AWS::SageMaker::EndpointConfig":
         return
-    if any(True for _ in _instance_variants(resource)) and not _set(_props(resource).get("KmsKeyId")):
+    variants = [variant for _, variant in _instance_variants(resource)]
+    if variants and not _set(_props(resource).get("KmsKeyId")) and not _any_local_storage(variants):
         yield "Properties.KmsKeyId", "the instance storage volumes use an AWS-owned key"
     async_key = value_at(_props(resource), "AsyncInferenceConfig.OutputConfig.KmsKeyId")
     if _props(resource).get("AsyncInferenceConfig") and not _set(async_key):
@@ -286,6 +290,20 @@ def _endpoint_config_kms(logical_id: str, resource: Resource) -> Iterator[tuple[
             "Properties.AsyncInferenceConfig.OutputConfig.KmsKeyId",
             "async results are not encrypted with a platform key",
         )
+
+
+def _any_local_storage(variants: list[Mapping[str, Any]]) -> bool:
+    """A variant on local NVMe storage: SageMaker refuses KmsKeyId for the whole endpoint config."""
+    from config.sagemaker_api import UnknownInstanceStorageError, has_local_storage
+
+    for variant in variants:
+        instance_type = variant.get("InstanceType")
+        try:
+            if isinstance(instance_type, str) and has_local_storage(instance_type):
+                return True
+        except (UnknownInstanceStorageError, ValueError):
+            continue
+    return False
 
 
 def _endpoint_data_capture(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
@@ -315,9 +333,24 @@ def _job_inter_container_encryption(logical_id: str, resource: Resource) -> Iter
             )
 
 
+def _local_storage_only(job: _Job, resource: Resource) -> bool:
+    """Whether every instance type the job can run on has local NVMe storage (no EBS volume to encrypt:
+    the instance's hardware does, and SageMaker refuses a volume key there)."""
+    from config.sagemaker_api import UnknownInstanceStorageError, has_local_storage
+    from policy.sagemaker_api_rules import instance_requests
+
+    for request in instance_requests(resource):
+        if request.where.startswith((job.where + ".", f"Properties.{job.where}.")) and request.instance_types:
+            try:
+                return all(has_local_storage(t) for t in request.instance_types)
+            except (UnknownInstanceStorageError, ValueError):
+                return False
+    return False
+
+
 def _job_kms(logical_id: str, resource: Resource) -> Iterator[tuple[str, str]]:
     for job in _jobs(resource):
-        if not _set(job.volume_key):
+        if not _set(job.volume_key) and not _local_storage_only(job, resource):
             yield f"{job.where}.VolumeKmsKeyId", f"{job.kind} job volumes use an AWS-owned key"
         if not _set(job.output_key):
             yield f"{job.where}.OutputKmsKeyId", f"{job.kind} job outputs are not encrypted with a platform key"
@@ -435,18 +468,25 @@ def check_template(template: Mapping[str, Any], rules: tuple[Rule, ...] = RULES)
     findings = []
     for logical_id, resource in sorted((template.get("Resources") or {}).items()):
         for rule in rules:
-            for location, detail in rule.check(logical_id, resource):
+            found = (
+                rule.check(logical_id, resource, template) if rule.whole_template else rule.check(logical_id, resource)
+            )
+            for location, detail in found:
                 findings.append(Finding(rule.id, logical_id, location, detail))
     return findings
 
 
 @jsii.implements(IPolicyValidationPlugin)
-class MlPlatformChecks:
-    """Runs :data:`RULES` on every synthesized template as a CDK policy-validation plugin."""
+class TemplateRuleChecks:
+    """Runs a pack of template rules on every synthesized template as a CDK policy-validation plugin."""
+
+    def __init__(self, pack_name: str, rules: tuple[Rule, ...]) -> None:
+        self._pack_name, self._rules = pack_name, rules
+        self._by_id = {rule.id: rule for rule in rules}
 
     @property
     def name(self) -> str:
-        return PACK_NAME
+        return self._pack_name
 
     @property
     def version(self) -> str:
@@ -454,14 +494,14 @@ class MlPlatformChecks:
 
     @property
     def rule_ids(self) -> list[str]:
-        return [rule.id for rule in RULES]
+        return [rule.id for rule in self._rules]
 
     def validate(self, context: IPolicyValidationContext) -> PolicyValidationPluginReport:
         by_rule: dict[str, list[PolicyViolatingResource]] = {}
         details: dict[str, set[str]] = {}
         for template_path in context.template_paths:
             template = json.loads(Path(template_path).read_text())
-            for finding in check_template(template):
+            for finding in check_template(template, self._rules):
                 by_rule.setdefault(finding.rule_id, []).append(
                     PolicyViolatingResource(
                         resource_logical_id=finding.logical_id,
@@ -473,11 +513,19 @@ class MlPlatformChecks:
         violations = [
             PolicyViolation(
                 rule_name=rule_id,
-                description=f"{RULES_BY_ID[rule_id].description} Found: {'; '.join(sorted(details[rule_id]))}.",
-                fix=RULES_BY_ID[rule_id].fix,
+                description=f"{self._by_id[rule_id].description} Found: {'; '.join(sorted(details[rule_id]))}."
+                + (f" (SageMaker API reference: {self._by_id[rule_id].source})" if self._by_id[rule_id].source else ""),
+                fix=self._by_id[rule_id].fix,
                 severity="error",
                 violating_resources=resources,
             )
             for rule_id, resources in sorted(by_rule.items())
         ]
         return PolicyValidationPluginReport(success=not violations, violations=violations)
+
+
+class MlPlatformChecks(TemplateRuleChecks):
+    """Runs :data:`RULES` (the MlPlatform pack) on every synthesized template."""
+
+    def __init__(self) -> None:
+        super().__init__(PACK_NAME, RULES)

@@ -13,9 +13,10 @@ from constructs import Construct
 from config import EnvironmentConfig
 from feature_schema import load_schema
 from platform_constructs.encryption_key import EncryptionKey
-from platform_constructs.feature_store import FeatureStore
+from platform_constructs.feature_store import ATHENA_RESULTS_PREFIX, FeatureStore
 from platform_constructs.model_registry import ModelRegistry
 from platform_constructs.secure_bucket import SecureBucket, make_bucket_name
+from platform_constructs.training_pipeline import CHECKPOINT_PREFIX, PIPELINE_PREFIX
 
 
 class DataStack(Stack):
@@ -58,6 +59,7 @@ class DataStack(Stack):
         )
         self.logs_key.allow_cloudwatch_logs()
         self.logs_key.allow_alarm_notifications()
+        self.logs_key.allow_budget_notifications()
 
         self.project, self.env_name = project, env_config.name
         self.access_logs_bucket = SecureBucket(
@@ -73,7 +75,12 @@ class DataStack(Stack):
         )
 
         def bucket(
-            id_: str, purpose: str, key: kms.IKey, expiry_days: int | None = None, events: bool = False
+            id_: str,
+            purpose: str,
+            key: kms.IKey,
+            expiry_days: int | None = None,
+            events: bool = False,
+            prefix_expiry: dict[str, Duration] | None = None,
         ) -> SecureBucket:
             return SecureBucket(
                 self,
@@ -86,12 +93,22 @@ class DataStack(Stack):
                 incomplete_upload_expiry=Duration.days(days.incomplete_upload_expiry_days),
                 object_expiry=Duration.days(expiry_days) if expiry_days else None,
                 event_bridge=events,
+                prefix_expiry=prefix_expiry,
             )
 
         self.raw_bucket = bucket("RawDataBucket", "raw", self.data_key, events=True)
-        self.processed_bucket = bucket("ProcessedDataBucket", "processed", self.data_key)
+        # Working data of the pipelines and of training-set queries, and spot checkpoints, expire by prefix.
+        working: dict[str, Duration] = {ATHENA_RESULTS_PREFIX: Duration.days(days.query_result_expiry_days)}
+        if days.pipeline_working_expiry_days:
+            working[PIPELINE_PREFIX] = Duration.days(days.pipeline_working_expiry_days)
+        self.processed_bucket = bucket("ProcessedDataBucket", "processed", self.data_key, prefix_expiry=working)
         self.feature_store_bucket = bucket("FeatureStoreBucket", "features", self.data_key)
-        self.model_artifacts_bucket = bucket("ModelArtifactsBucket", "models", self.model_key)
+        self.model_artifacts_bucket = bucket(
+            "ModelArtifactsBucket",
+            "models",
+            self.model_key,
+            prefix_expiry={CHECKPOINT_PREFIX: Duration.days(days.checkpoint_expiry_days)},
+        )
         self.capture_bucket = bucket("DataCaptureBucket", "capture", self.data_key, days.capture_expiry_days)
         self.monitoring_bucket = bucket(
             "MonitoringReportsBucket", "monitoring", self.data_key, days.monitoring_report_expiry_days

@@ -76,7 +76,12 @@ class ServingStack(Stack):
         models_bucket = data.import_bucket(self, "models", data.model_key)
         capture_bucket = data.import_bucket(self, "capture", data.data_key)
         guardrails = SageMakerGuardrails(
-            self, "Guardrails", volume_keys=[data.data_key, data.model_key], output_keys=[data.data_key, data.model_key]
+            self,
+            "Guardrails",
+            volume_keys=[data.data_key, data.model_key],
+            output_keys=[data.data_key, data.model_key],
+            instance_types=env_config.allowed_instance_types,
+            serverless_endpoints=settings.inference_type == "serverless",
         )
         network_policy = SageMakerNetworkPolicy(
             self,
@@ -140,6 +145,9 @@ class ServingStack(Stack):
             alarm_topic=alarm_topic,
             async_topics=async_topics,
             condition=has_model,
+            logs_key=data.logs_key,
+            log_retention_days=env_config.operations.log_retention_days,
+            retain=env_config.retain_data,
         )
         self.endpoint.node.add_dependency(role.policy)
 
@@ -153,7 +161,8 @@ class ServingStack(Stack):
             model_package_versions_arn=versions_arn,
             default_input_uri=f"s3://{processed_bucket.bucket_name}/batch-scoring/input/",
             output_uri=f"s3://{processed_bucket.bucket_name}/batch-scoring/output",
-            instance_type=settings.instance_type,
+            instance_type=settings.transform_instance_type,
+            allowed_instance_types=env_config.allowed_instance_types,
             data_key=data.data_key,
             subnet_ids=network.selected_subnets.subnet_ids,
             security_group_ids=[network.inference_security_group.security_group_id],

@@ -67,6 +67,7 @@ class TrainingStack(Stack):
             return
         training_set_source = None
         if settings.source == "feature_store":
+            network.require_endpoint("athena", used_by="the training-set step (training.source = 'feature_store')")
             feature_store = data.feature_store
             self.labels = LabelsTable(
                 self, "Labels", schema=load_schema(), database_name=feature_store.database_name, bucket=raw_bucket
@@ -100,6 +101,10 @@ class TrainingStack(Stack):
             security_group=network.job_security_group,
             serving_image_uri=self.serving_image.image_uri,
             training_set_source=training_set_source,
+            allowed_instance_types=env_config.allowed_instance_types,
+            serving_instance_types=tuple(
+                sorted({env_config.serving.instance_type, env_config.serving.transform_instance_type})
+            ),
         )
         self.ingestion = self._feature_ingestion(
             env_config, project, data, network, raw_bucket, processed_bucket, self.pipeline.code
@@ -131,7 +136,7 @@ class TrainingStack(Stack):
         processed_bucket: s3.IBucket,
         code: s3_assets.Asset,
     ) -> FeatureIngestionPipeline:
-        return FeatureIngestionPipeline(
+        ingestion = FeatureIngestionPipeline(
             self,
             "FeatureIngestion",
             pipeline_name=f"{project}-{env_config.name}-ingest-features",
@@ -146,7 +151,10 @@ class TrainingStack(Stack):
             vpc=network.vpc,
             subnets=network.selected_subnets,
             security_group=network.job_security_group,
+            allowed_instance_types=env_config.allowed_instance_types,
         )
+        network.require_endpoint("sagemaker.featurestore-runtime", used_by="feature ingestion (PutRecord)")
+        return ingestion
 
     def _batch_starter(
         self,
@@ -157,6 +165,9 @@ class TrainingStack(Stack):
         processed_bucket: s3.IBucket,
         training: TrainingPipeline | None,
     ) -> BatchIngestionStarter:
+        network.require_endpoint(
+            "sagemaker.api", used_by="the batch starter (starts the ingestion and training pipelines)"
+        )
         return BatchIngestionStarter(
             self,
             "BatchStarter",

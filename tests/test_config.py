@@ -274,7 +274,6 @@ def test_bad_training_settings(raw: dict[str, Any], training: dict[str, Any], fi
     ("source", "missing", "problem"),
     [
         ("feature_store", "athena", "lacks 'athena': training.source = 'feature_store' queries the offline store"),
-        ("feature_store", "glue", "lacks 'glue'"),
         ("raw", "sagemaker.api", "lacks 'sagemaker.api': the batch starter starts the ingestion and training"),
     ],
 )

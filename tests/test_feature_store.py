@@ -166,21 +166,25 @@ def test_ingestion_guardrails_let_its_job_through_and_still_deny_unencrypted_job
     synthesized: Synthesized, env: str
 ) -> None:
     template = synthesized.template(env, "Training")
-    (guardrails,) = [
+    guardrails = [
         p
         for k, p in resources_of_type(template, "AWS::IAM::ManagedPolicy").items()
         if k.startswith("FeatureIngestionGuardrails")
     ]
+    assert len(guardrails) == 2  # the guardrails and their storage and instance-type half
     statements = [
         s
-        for s in guardrails["Properties"]["PolicyDocument"]["Statement"]
+        for policy in guardrails
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
         if "sagemaker:CreateProcessingJob" in s["Action"]
     ]
-    (step,) = definition(synthesized, env, "ingest-features")["Steps"]
-    keys = _condition_keys(step)
-    assert not [s["Sid"] for s in statements if _denies(s, keys)]
+    ingestion = definition(synthesized, env, "ingest-features")
+    (step,) = ingestion["Steps"]
+    keys = _condition_keys(step, {p["Name"]: p for p in ingestion["Parameters"]})
+    action = "sagemaker:CreateProcessingJob"
+    assert not [s["Sid"] for s in statements if _denies(s, action, keys)]
     for unsafe in ({"sagemaker:InterContainerTrafficEncryption": False}, {"sagemaker:VpcSubnets": None}):
-        assert any(_denies(s, {**keys, **unsafe}) for s in statements), unsafe
+        assert any(_denies(s, action, {**keys, **unsafe}) for s in statements), unsafe
 
 
 @pytest.mark.parametrize("env", ENVS)

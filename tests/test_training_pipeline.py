@@ -409,10 +409,13 @@ def test_step_arguments_are_valid_sagemaker_api_requests(
     assert validated == (6 if platform_config.environment(env).training.source == "feature_store" else 5)
 
 
-def _condition_keys(step: dict[str, Any]) -> dict[str, Any]:
+def _condition_keys(step: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
     """The SageMaker IAM condition keys a job request sets (what the guardrails look at)."""
     view = job_view(step)
+    args = step["Arguments"].get("TrainingJobDefinition", step["Arguments"])
+    instance_type = (args.get("ResourceConfig") or args["ProcessingResources"]["ClusterConfig"])["InstanceType"]
     return {
+        "sagemaker:InstanceTypes": [parameters[instance_type["Get"].removeprefix("Parameters.")]["DefaultValue"]],
         "sagemaker:VpcSubnets": view["vpc"].get("Subnets"),
         "sagemaker:VpcSecurityGroupIds": view["vpc"].get("SecurityGroupIds"),
         "sagemaker:NetworkIsolation": view["isolation"],
@@ -428,22 +431,18 @@ def _render(value: Any) -> Any:
     return value if isinstance(value, str) else _placeholder(value)
 
 
-def _denies(statement: dict[str, Any], keys: dict[str, Any]) -> bool:
-    for operator, checks in statement["Condition"].items():
-        for key, expected in checks.items():
-            value = keys.get(key)
-            if operator == "Null" and (value is None) != (expected == "true"):
-                return False
-            if operator == "Bool" and str(value).lower() != expected:
-                return False
-            if operator == "ArnNotEquals" and _render(value) in [_render(e) for e in expected]:
-                return False
-            # A multivalued key: true when any of the request's values is none of the expected ones.
-            if operator == "ForAnyValue:StringNotEquals" and not (
-                {_render(v) for v in value or []} - {_render(e) for e in expected}
-            ):
-                return False
-    return True
+def _denies(statement: dict[str, Any], action: str, keys: dict[str, Any]) -> bool:
+    from tests.iam_eval import denies
+
+    def rendered(value: Any) -> Any:
+        return [rendered(v) for v in value] if isinstance(value, list) else _render(value)
+
+    condition = {
+        operator: {key: rendered(expected) for key, expected in checks.items()}
+        for operator, checks in statement["Condition"].items()
+    }
+    keys = {k: _render(v) if k.endswith("KmsKey") and v is not None else v for k, v in keys.items()}
+    return denies({**statement, "Condition": condition}, action, keys)
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -454,8 +453,9 @@ def test_the_pipelines_own_jobs_pass_the_guardrails_its_roles_carry(synthesized:
         for k, p in resources_of_type(template, "AWS::IAM::ManagedPolicy").items()
         if k.startswith("TrainingPipelineGuardrails")
     ]
-    (policy,) = guardrails
-    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert len(guardrails) == 2  # the guardrails and their storage and instance-type half
+    statements = [s for policy in guardrails for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    parameters = {p["Name"]: p for p in definition(synthesized, env)["Parameters"]}
     actions = {
         "Processing": "sagemaker:CreateProcessingJob",
         "Training": "sagemaker:CreateTrainingJob",
@@ -465,24 +465,31 @@ def test_the_pipelines_own_jobs_pass_the_guardrails_its_roles_carry(synthesized:
     for step in all_steps(definition(synthesized, env)["Steps"]):
         if step["Type"] not in actions:
             continue
-        keys = _condition_keys(step)
+        keys = _condition_keys(step, parameters)
         for statement in statements:
             listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             if actions[step["Type"]] in listed:
-                assert not _denies(statement, keys), f"{statement['Sid']} would deny {step['Name']}"
+                assert not _denies(statement, actions[step["Type"]], keys), (
+                    f"{statement['Sid']} would deny {step['Name']}"
+                )
                 checked += 1
     assert checked > 20
-    # ... and an unsafe request would be denied.
+    # ... and unsafe requests would be denied: unisolated, or on an instance type outside the allowed list.
     unsafe = {**keys, "sagemaker:NetworkIsolation": False}
-    assert any(_denies(s, unsafe) for s in statements if "sagemaker:CreateProcessingJob" in s["Action"])
+    assert any(_denies(s, "sagemaker:CreateProcessingJob", unsafe) for s in statements)
+    elsewhere = {**keys, "sagemaker:InstanceTypes": ["ml.p5.48xlarge"]}
+    assert any(_denies(s, "sagemaker:CreateProcessingJob", elsewhere) for s in statements)
     steps = {step["Name"]: step for step in all_steps(definition(synthesized, env)["Steps"])}
     if "BuildTrainingSet" in steps:
         # Unisolated is allowed in the query jobs' security group only, and for processing jobs only.
-        query_job = _condition_keys(steps["BuildTrainingSet"])
-        processing = [s for s in statements if "sagemaker:CreateProcessingJob" in s["Action"]]
-        training = [s for s in statements if "sagemaker:CreateTrainingJob" in s["Action"]]
-        preprocess_unisolated = {**_condition_keys(steps["Preprocess"]), "sagemaker:NetworkIsolation": False}
-        assert any(_denies(s, preprocess_unisolated) for s in processing)
+        processing, training = "sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"
+        query_job = _condition_keys(steps["BuildTrainingSet"], parameters)
+        assert not any(_denies(s, processing, query_job) for s in statements)
+        preprocess_unisolated = {
+            **_condition_keys(steps["Preprocess"], parameters),
+            "sagemaker:NetworkIsolation": False,
+        }
+        assert any(_denies(s, processing, preprocess_unisolated) for s in statements)
         both_groups = {
             **query_job,
             "sagemaker:VpcSecurityGroupIds": [
@@ -490,9 +497,9 @@ def test_the_pipelines_own_jobs_pass_the_guardrails_its_roles_carry(synthesized:
                 *preprocess_unisolated["sagemaker:VpcSecurityGroupIds"],
             ],
         }
-        assert any(_denies(s, both_groups) for s in processing)
-        assert any(_denies(s, {**query_job, "sagemaker:NetworkIsolation": None}) for s in processing)
-        assert any(_denies(s, query_job) for s in training)  # a training job is never unisolated
+        assert any(_denies(s, processing, both_groups) for s in statements)
+        assert any(_denies(s, processing, {**query_job, "sagemaker:NetworkIsolation": None}) for s in statements)
+        assert any(_denies(s, training, query_job) for s in statements)  # a training job is never unisolated
 
 
 @pytest.mark.parametrize("env", ENVS)

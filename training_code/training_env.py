@@ -51,8 +51,17 @@ def failure_file() -> Path:
 
 
 def checkpoint_dir() -> Path:
-    """SageMaker syncs this folder with the job's checkpoint S3 URI (managed spot training)."""
-    return Path(os.environ.get("SM_CHECKPOINT_DIR", str(base_dir() / "checkpoints")))
+    """SageMaker syncs this folder with the job's checkpoint S3 URI (managed spot training).
+
+    The trials of a tuning job share one checkpoint URI; with ``ML_PLATFORM_CHECKPOINT_PER_JOB=true``
+    (set by the pipeline's tuning step) each training job keeps its checkpoints in a folder named after
+    itself (``TRAINING_JOB_NAME``, set by SageMaker), so a trial resumes only from its own checkpoints.
+    """
+    root = Path(os.environ.get("SM_CHECKPOINT_DIR", str(base_dir() / "checkpoints")))
+    job = os.environ.get("TRAINING_JOB_NAME", "")
+    if os.environ.get("ML_PLATFORM_CHECKPOINT_PER_JOB") == "true" and job:
+        return root / job
+    return root
 
 
 def input_config_dir() -> Path:
