@@ -34,6 +34,7 @@ class Column:
     maximum: float | None = None
     allowed: tuple[float, ...] | None = None
     used_by_model: bool = True
+    protected: bool = False  # a protected attribute: monitoring compares its segments (bias drift)
 
     @property
     def numeric(self) -> bool:
@@ -69,6 +70,11 @@ class FeatureSchema:
             self.label.name,
         )
 
+    @property
+    def protected_attributes(self) -> tuple[str, ...]:
+        """Features declared ``"protected": true``: the segments bias monitoring compares."""
+        return tuple(column.name for column in self.features if column.protected)
+
     def column(self, name: str) -> Column:
         for column in (self.record_identifier, self.event_time, self.label, *self.features):
             if column.name == name:
@@ -82,7 +88,7 @@ class FeatureSchema:
 
 
 def _column(data: dict[str, Any], where: str) -> Column:
-    known = {"name", "type", "description", "minimum", "maximum", "allowed", "used_by_model"}
+    known = {"name", "type", "description", "minimum", "maximum", "allowed", "used_by_model", "protected"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SchemaError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
@@ -99,6 +105,7 @@ def _column(data: dict[str, Any], where: str) -> Column:
         maximum=data.get("maximum"),
         allowed=tuple(allowed) if allowed is not None else None,
         used_by_model=bool(data.get("used_by_model", True)),
+        protected=bool(data.get("protected", False)),
     )
 
 
@@ -120,6 +127,15 @@ def parse_schema(data: dict[str, Any]) -> FeatureSchema:
         raise SchemaError("no feature has used_by_model: true")
     if any(not column.numeric for column in schema.features if column.used_by_model):
         raise SchemaError("model features must be integral or fractional (XGBoost takes numbers)")
+    for column in (schema.record_identifier, schema.event_time, schema.label):
+        if column.protected:
+            raise SchemaError(f"{column.name}: only features can be protected attributes")
+    for column in schema.features:
+        if column.protected and (not column.used_by_model or not column.allowed or len(column.allowed) < 2):
+            raise SchemaError(
+                f"{column.name}: a protected attribute needs used_by_model: true and its segments as "
+                '"allowed" values (at least two, e.g. [0, 1]); bias monitoring compares those segments'
+            )
     return schema
 
 
