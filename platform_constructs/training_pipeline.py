@@ -11,11 +11,12 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from config import TrainingSettings
+from config import MonitoringSettings, TrainingSettings
 from platform_constructs.code_bundle import training_code_bundle
 from platform_constructs.execution_role import ServiceRole
-from platform_constructs.images import model_monitor_image, xgboost_image
+from platform_constructs.images import xgboost_image
 from platform_constructs.model_registry import REGISTER_ACTIONS, registry_arns
+from platform_constructs.monitoring_assets import job_config_asset, monitoring_code_asset
 from platform_constructs.pipeline_definition import PipelineInputs, build_definition
 from platform_constructs.sagemaker_guardrails import SageMakerGuardrails
 from platform_constructs.sagemaker_network_policy import SageMakerNetworkPolicy
@@ -39,7 +40,7 @@ class TrainingPipeline(Construct):
 
     Roles: ``PipelineRole`` (SageMaker Pipelines starts the jobs and registers the model; it may
     pass only the three job roles), ``ProcessingRole`` (preprocess, evaluate), ``TrainingRole``
-    (training and tuning jobs) and ``BaselineRole`` (the Model Monitor data-quality baseline). Every
+    (training and tuning jobs) and ``BaselineRole`` (the monitoring baselines: baseline.py). Every
     job runs in the isolated subnets with the job security group, network-isolated, with encrypted
     inter-container traffic and KMS-encrypted volumes and outputs.
     """
@@ -62,12 +63,17 @@ class TrainingPipeline(Construct):
         subnets: ec2.SelectedSubnets,
         security_group: ec2.ISecurityGroup,
         serving_image_uri: str | None = None,
+        monitoring: MonitoringSettings | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
         region = stack.region
         self.pipeline_name = pipeline_name
         self.code = s3_assets.Asset(self, "TrainingCode", path=str(training_code_bundle()))
+        # baseline.py and its thresholds (the environment's monitoring config, so that constraints.json
+        # carries the thresholds the environment monitors with).
+        self.monitoring_code = monitoring_code_asset(self, "MonitoringCode")
+        self.monitoring_config = job_config_asset(self, "MonitoringConfig", monitoring or MonitoringSettings())
         job_network = SageMakerNetworkPolicy(
             self,
             "JobNetworkPolicy",
@@ -98,10 +104,11 @@ class TrainingPipeline(Construct):
         self.training_role.read_objects(model_artifacts_bucket, CHECKPOINT_PREFIX, reason=PREFIX_REASON)
         self.training_role.write_objects(model_artifacts_bucket, CHECKPOINT_PREFIX, reason=PREFIX_REASON)
 
-        self.baseline_role = job_role(
-            "BaselineRole", "Model Monitor data-quality baseline job of the training pipeline"
-        )
+        self.baseline_role = job_role("BaselineRole", "Monitoring baselines job of the training pipeline")
+        for asset in (self.monitoring_code, self.monitoring_config):
+            self.baseline_role.read_object(asset.bucket, asset.s3_object_key)
         self.baseline_role.read_objects(processed_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+        self.baseline_role.read_objects(model_artifacts_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
         self.baseline_role.write_objects(monitoring_bucket, BASELINE_PREFIX, reason=PREFIX_REASON)
 
         self.pipeline_role = ServiceRole(
@@ -120,10 +127,12 @@ class TrainingPipeline(Construct):
             region=region,
             settings=settings,
             training_image=xgboost_image(region, "training"),
-            monitor_image=model_monitor_image(region),
             serving_image=serving_image_uri or xgboost_image(region, "inference"),
             code_uri=self.code.s3_object_url,
             code_file=self.code.s3_object_key,
+            monitoring_code_uri=self.monitoring_code.s3_object_url,
+            monitoring_config_uri=self.monitoring_config.s3_object_url,
+            monitoring_config_file=self.monitoring_config.s3_object_key,
             raw_data_uri=uri(raw_bucket, "churn/"),
             processed_uri=uri(processed_bucket, PIPELINE_PREFIX + pipeline_name).rstrip("/"),
             model_artifacts_uri=uri(model_artifacts_bucket, PIPELINE_PREFIX + pipeline_name).rstrip("/"),

@@ -56,6 +56,7 @@ class TrainingStack(Stack):
             subnets=network.selected_subnets,
             security_group=network.job_security_group,
             serving_image_uri=self.serving_image.image_uri,
+            monitoring=env_config.monitoring,
         )
         self.ingestion = FeatureIngestionPipeline(
             self,

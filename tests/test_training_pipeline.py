@@ -82,7 +82,7 @@ def test_steps_follow_the_design(synthesized: Synthesized, platform_config: Plat
     steps = definition(synthesized, env)["Steps"]
     assert [s["Name"] for s in steps] == ["Preprocess", "Tune" if tuning else "Train", "Evaluate", "CheckAuc"]
     check = steps[3]["Arguments"]
-    assert [s["Name"] for s in check["IfSteps"]] == ["DataQualityBaseline", "RegisterModel"]
+    assert [s["Name"] for s in check["IfSteps"]] == ["MonitoringBaselines", "RegisterModel"]
     assert [s["Name"] for s in check["ElseSteps"]] == ["AucBelowThreshold"]
     (condition,) = check["Conditions"]
     assert condition["Type"] == "GreaterThanOrEqualTo"
@@ -93,6 +93,7 @@ def test_steps_follow_the_design(synthesized: Synthesized, platform_config: Plat
     assert register["ModelPackageGroupName"] == f"churn-{env}"
     assert "ModelQuality" in register["ModelMetrics"]
     assert set(register["DriftCheckBaselines"]["ModelDataQuality"]) == {"Statistics", "Constraints"}
+    assert set(register["DriftCheckBaselines"]) == {"ModelDataQuality", "ModelQuality", "Bias", "Explainability"}
 
 
 @pytest.mark.parametrize("env", ENVS)
