@@ -8,6 +8,7 @@ from constructs import Construct
 from config import EnvironmentConfig, PlatformConfig
 from policy.cdk_providers import AcceptCdkProviderFindings
 from stacks.data_stack import DataStack
+from stacks.monitoring_stack import MonitoringStack
 from stacks.network_stack import NetworkStack
 from stacks.operations_stack import OperationsStack
 from stacks.serving_stack import ServingStack
@@ -75,6 +76,26 @@ class PlatformStage(Stage):
             description=f"ML platform {env_config.name}: endpoint for approved models, alarms, batch scoring",
             termination_protection=protect,
         )
+
+        # Model monitoring (issue 8): where the endpoint captures requests, i.e. not dev's serverless one.
+        self.monitoring: MonitoringStack | None = None
+        if env_config.monitoring.enabled:
+            self.monitoring = MonitoringStack(
+                self,
+                "Monitoring",
+                env_config=env_config,
+                project=config.project,
+                data=self.data,
+                network=self.network.network,
+                alerts=self.operations.alerts,
+                stack_name=f"{prefix}-monitoring",
+                description=f"ML platform {env_config.name}: model monitoring ({env_config.monitoring.backend} "
+                "backend), alarms, retraining on drift, dashboard",
+                termination_protection=protect,
+            )
+            # The native schedules name the endpoint; retraining starts the training pipeline.
+            self.monitoring.add_stack_dependency(self.serving)
+            self.monitoring.add_stack_dependency(self.training)
 
         for key, value in sorted(config.tags.items()):
             Tags.of(self).add(key, value)

@@ -76,4 +76,4 @@ def test_one_environment_can_be_synthesized_alone(platform_config: PlatformConfi
     app = build_app(platform_config, ["prod"])
     assert [child.node.id for child in app.node.children] == ["Prod"]
     stacks = [c.node.id for c in app.node.find_child("Prod").node.children]
-    assert stacks == ["Data", "Network", "Operations", "Training", "Serving"]
+    assert stacks == ["Data", "Network", "Operations", "Training", "Serving", "Monitoring"]
