@@ -704,6 +704,254 @@ class ComputeSettings:
             raise ConfigError(f"{path}.allowed_instance_types", list(self.allowed_instance_types), "lists a type twice")
 
 
+# --- model monitoring (issue 8; docs/decisions/0016-model-monitoring-infrastructure.md) -------------
+
+MONITORING_BACKENDS = ("platform", "model_monitor")
+RETRAIN_CATEGORIES = ("data_drift", "model_quality", "bias_drift", "attribution_drift")
+# Divisors of 24: every run's window starts on the same hours each day.
+MONITORING_SCHEDULE_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)
+# Inputs of the platform monitoring job besides the per-variant models: code, config, capture, labelled
+# data, baselines (CreateProcessingJob allows 10 ProcessingInputs).
+MAX_MONITORED_VARIANTS = 10 - 5
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
+
+
+def _check_fraction(path: str, value: float, *, open_low: bool = True) -> None:
+    low_ok = value > 0 if open_low else value >= 0
+    if not (low_ok and value <= 1):
+        raise ConfigError(path, value, "must be above 0 and at most 1" if open_low else "must be between 0 and 1")
+
+
+def _check_alpha(path: str, value: float) -> None:
+    if not 0 < value <= 0.5:
+        raise ConfigError(path, value, "is a significance level: use a value above 0 and at most 0.5, e.g. 0.01")
+
+
+@dataclass(frozen=True)
+class MonitoringThresholds:
+    """The monitoring job's thresholds: the keys of ``monitoring_code/monitor_config.py`` that an
+    environment tunes, with the same defaults (CONTRACT.md explains each; a test keeps them equal).
+    :meth:`job_config` writes them as monitor.py's ``--config`` JSON; keys not listed keep the
+    runtime's defaults.
+
+    TOML key -> monitor.py key: ``min_labelled`` -> ``model_quality.min_labelled``, ``max_auc_drop`` ->
+    ``model_quality.max_drop.auc``, ``bias_max_dppl_change`` -> ``bias.max_dppl_change``,
+    ``bias_max_di_ratio`` -> ``bias.max_di_ratio``, ``min_ndcg`` -> ``attribution.min_ndcg``,
+    ``challenger_alpha`` / ``challenger_min_labelled`` -> ``challenger.alpha`` / ``.min_labelled``,
+    ``min_auc`` -> ``model_quality.minimum.auc`` (0: no absolute floor, the runtime's null); the others
+    keep their names.
+    """
+
+    min_records: int = 500  # rows per variant and window before drift is judged
+    drift_threshold: float = 0.1  # KS distance (Model Monitor's default comparison_threshold)
+    categorical_drift_threshold: float = 0.1  # L-infinity distance of category shares
+    drift_alpha: float = 0.01  # the distance must also be significant at this level
+    max_missing_fraction: float = 0.01
+    max_type_error_fraction: float = 0.001
+    max_out_of_range_fraction: float = 0.001
+    max_malformed_fraction: float = 0.001
+    prediction_threshold: float = 0.5  # score at or above which a prediction is "churns"
+    # Violation categories that start the training pipeline; data integrity can never be one.
+    retrain_on: tuple[str, ...] = ("data_drift", "model_quality", "attribution_drift")
+    min_labelled: int = 1000  # labelled rows before model quality is judged
+    max_auc_drop: float = 0.05  # below the served version's registered test AUC
+    # An absolute AUC floor on top (0: none). Not the training gate by default: a version that passed
+    # the gate just above it would fall below it on sampling noise alone (AUC's standard error is about
+    # 0.015 on 1,000 labels), while the drop is measured against the version's own evaluation.
+    min_auc: float = 0.0
+    bias_max_dppl_change: float = 0.1
+    bias_max_di_ratio: float = 1.25
+    min_ndcg: float = 0.9  # attribution ranking agreement (Clarify's default)
+    challenger_alpha: float = 0.05
+    challenger_min_labelled: int = 200
+
+    def validate(self, path: str) -> None:
+        if not 10 <= self.min_records <= 10_000_000:
+            raise ConfigError(f"{path}.min_records", self.min_records, "must be between 10 and 10000000")
+        for name in ("drift_threshold", "categorical_drift_threshold", "bias_max_dppl_change", "min_ndcg"):
+            _check_fraction(f"{path}.{name}", getattr(self, name))
+        for name in (
+            "max_missing_fraction",
+            "max_type_error_fraction",
+            "max_out_of_range_fraction",
+            "max_malformed_fraction",
+            "max_auc_drop",
+            "min_auc",
+        ):
+            _check_fraction(f"{path}.{name}", getattr(self, name), open_low=False)
+        for name in ("drift_alpha", "challenger_alpha"):
+            _check_alpha(f"{path}.{name}", getattr(self, name))
+        if not 0 < self.prediction_threshold < 1:
+            raise ConfigError(
+                f"{path}.prediction_threshold", self.prediction_threshold, "is a score: use a value between 0 and 1"
+            )
+        if "data_integrity" in self.retrain_on:
+            raise ConfigError(
+                f"{path}.retrain_on",
+                list(self.retrain_on),
+                "cannot hold data_integrity: broken input data is fixed upstream, never retrained on",
+            )
+        for index, category in enumerate(self.retrain_on):
+            if category not in RETRAIN_CATEGORIES:
+                raise ConfigError(
+                    f"{path}.retrain_on[{index}]", category, f"unknown category; use {_choices(RETRAIN_CATEGORIES)}"
+                )
+        if len(set(self.retrain_on)) != len(self.retrain_on):
+            raise ConfigError(f"{path}.retrain_on", list(self.retrain_on), "lists a category twice")
+        if not 10 <= self.min_labelled <= 10_000_000:
+            raise ConfigError(f"{path}.min_labelled", self.min_labelled, "must be between 10 and 10000000")
+        if not 20 <= self.challenger_min_labelled <= 10_000_000:
+            raise ConfigError(
+                f"{path}.challenger_min_labelled", self.challenger_min_labelled, "must be between 20 and 10000000"
+            )
+        if not self.bias_max_di_ratio > 1:
+            raise ConfigError(
+                f"{path}.bias_max_di_ratio",
+                self.bias_max_di_ratio,
+                "must be above 1 (e.g. 1.25: disparate impact may change by a factor of 1.25)",
+            )
+
+    def job_config(self) -> dict[str, Any]:
+        """monitor.py's ``--config`` document (also baseline.py's, which writes constraints.json from it)."""
+        return {
+            "min_records": self.min_records,
+            "drift_threshold": self.drift_threshold,
+            "categorical_drift_threshold": self.categorical_drift_threshold,
+            "drift_alpha": self.drift_alpha,
+            "max_missing_fraction": self.max_missing_fraction,
+            "max_type_error_fraction": self.max_type_error_fraction,
+            "max_out_of_range_fraction": self.max_out_of_range_fraction,
+            "max_malformed_fraction": self.max_malformed_fraction,
+            "prediction_threshold": self.prediction_threshold,
+            "retrain_on": list(self.retrain_on),
+            "model_quality": {
+                "min_labelled": self.min_labelled,
+                "max_drop": {"auc": self.max_auc_drop},
+                "minimum": {"auc": self.min_auc or None},
+            },
+            "bias": {"max_dppl_change": self.bias_max_dppl_change, "max_di_ratio": self.bias_max_di_ratio},
+            "attribution": {"min_ndcg": self.min_ndcg},
+            "challenger": {"alpha": self.challenger_alpha, "min_labelled": self.challenger_min_labelled},
+        }
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Model monitoring of the environment's endpoint: which backend, how often, over which window,
+    how long labels take, and what the job runs on. The defaults and why: README "Monitoring in AWS"
+    and docs/decisions/0016."""
+
+    # False only where the endpoint captures nothing to monitor (a serverless endpoint has no capture).
+    enabled: bool = True
+    # "platform": the platform's own monitoring pipeline (this repository's code); "model_monitor": the
+    # native SageMaker Model Monitor schedules, for accounts that still have Model Monitor (closed to
+    # new customers since 2026-07-30). Both publish the same metrics; alarms and actions do not change.
+    backend: Literal["platform", "model_monitor"] = "platform"
+    schedule_hours: int = 1  # a run every N hours (a divisor of 24)
+    start_minute: int = 15  # platform: minutes past the hour a run starts, so late capture files have landed
+    window_hours: int = 1  # platform: hours of capture a run reads (at least schedule_hours)
+    label_delay_hours: int = 24  # how long after a prediction its ground-truth label has arrived
+    retrain_cooldown_hours: int = 24  # at most one retraining started by monitoring per this many hours
+    alarm_after_runs: int = 1  # consecutive runs with violations before an alarm fires
+    instance_type: str = "ml.m5.xlarge"
+    volume_size_gb: int = 30
+    max_runtime_seconds: int = 1800
+    metric_namespace: str = "MLPlatform/ModelMonitoring"
+    thresholds: MonitoringThresholds = field(default_factory=MonitoringThresholds)
+
+    @property
+    def schedule_seconds(self) -> int:
+        return self.schedule_hours * 3600
+
+    def validate(self, path: str, *, serving: ServingSettings) -> None:
+        captures = serving.inference_type != "serverless"
+        if self.enabled and not captures:
+            raise ConfigError(
+                f"{path}.enabled",
+                self.enabled,
+                "a serverless endpoint captures no requests, so there is nothing to monitor; set "
+                "monitoring.enabled = false (README: dev is not monitored) or serve 'realtime' or 'async'",
+            )
+        if not self.enabled and captures:
+            raise ConfigError(
+                f"{path}.enabled",
+                self.enabled,
+                f"the {serving.inference_type} endpoint captures requests, and every endpoint with data capture "
+                "is monitored (policy rule MlPlatform-EndpointMonitored); set monitoring.enabled = true",
+            )
+        variants = len(serving.variants) + int(serving.shadow_variant)
+        if self.enabled and self.backend == "platform" and variants > MAX_MONITORED_VARIANTS:
+            raise ConfigError(
+                f"{path}.backend",
+                self.backend,
+                f"the platform's monitoring job reads each variant's model through its own input and SageMaker "
+                f"allows 10 inputs per job: at most {MAX_MONITORED_VARIANTS} variants (shadow included), the endpoint "
+                f"has {variants}",
+            )
+        if self.schedule_hours not in MONITORING_SCHEDULE_HOURS:
+            raise ConfigError(
+                f"{path}.schedule_hours",
+                self.schedule_hours,
+                f"use a divisor of 24 so windows start on the same hours every day: {_choices(MONITORING_SCHEDULE_HOURS)}",
+            )
+        if not 0 <= self.start_minute <= 59:
+            raise ConfigError(f"{path}.start_minute", self.start_minute, "must be a minute of the hour, 0-59")
+        if not self.schedule_hours <= self.window_hours <= 168:
+            raise ConfigError(
+                f"{path}.window_hours",
+                self.window_hours,
+                f"must be at least schedule_hours ({self.schedule_hours}), so no captured hour goes unread, "
+                "and at most 168",
+            )
+        if self.backend == "model_monitor" and self.window_hours != self.schedule_hours:
+            raise ConfigError(
+                f"{path}.window_hours",
+                self.window_hours,
+                f"Model Monitor reads the capture since its previous run: with backend 'model_monitor' the window "
+                f"is schedule_hours ({self.schedule_hours}); remove window_hours or set it equal",
+            )
+        if not 0 <= self.label_delay_hours <= 336:
+            raise ConfigError(
+                f"{path}.label_delay_hours", self.label_delay_hours, "must be between 0 and 336 (14 days)"
+            )
+        if not 1 <= self.retrain_cooldown_hours <= 2160:
+            raise ConfigError(
+                f"{path}.retrain_cooldown_hours", self.retrain_cooldown_hours, "must be between 1 and 2160 (90 days)"
+            )
+        # PutMetricAlarm: Period x EvaluationPeriods may not exceed 604,800 seconds (7 days).
+        if self.alarm_after_runs < 1 or self.alarm_after_runs * self.schedule_seconds > 604_800:
+            raise ConfigError(
+                f"{path}.alarm_after_runs",
+                self.alarm_after_runs,
+                f"must be at least 1, and alarm_after_runs x schedule_hours ({self.schedule_hours}) at most 168 "
+                "hours (CloudWatch evaluates an alarm over at most 7 days)",
+            )
+        family = check_instance_type(f"{path}.instance_type", self.instance_type)
+        if family in GPU_INSTANCE_FAMILIES or sagemaker_api.has_local_storage(self.instance_type):
+            raise ConfigError(
+                f"{path}.instance_type",
+                self.instance_type,
+                "the monitoring job is CPU code with a KMS-encrypted volume: use a CPU family without local NVMe "
+                "storage (SageMaker refuses a volume KMS key on those), e.g. ml.m5.xlarge",
+            )
+        if not 1 <= self.volume_size_gb <= 16384:
+            raise ConfigError(f"{path}.volume_size_gb", self.volume_size_gb, "must be between 1 and 16384")
+        if not 60 <= self.max_runtime_seconds <= self.schedule_seconds:
+            raise ConfigError(
+                f"{path}.max_runtime_seconds",
+                self.max_runtime_seconds,
+                f"must be between 60 and the schedule interval ({self.schedule_seconds} s): a run ends before "
+                "the next one starts",
+            )
+        if not _NAMESPACE_RE.match(self.metric_namespace) or self.metric_namespace.startswith("AWS/"):
+            raise ConfigError(
+                f"{path}.metric_namespace",
+                self.metric_namespace,
+                "must be 1-255 letters, digits or . _ / # : - and not start with 'AWS/' (reserved by AWS)",
+            )
+        self.thresholds.validate(f"{path}.thresholds")
+
+
 @dataclass(frozen=True)
 class EnvironmentConfig:
     """Everything that differs between dev, staging and prod."""
@@ -720,6 +968,7 @@ class EnvironmentConfig:
     feature_store: FeatureStoreSettings = field(default_factory=FeatureStoreSettings)
     operations: OperationsSettings = field(default_factory=OperationsSettings)
     compute: ComputeSettings = field(default_factory=ComputeSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     @property
     def retain_data(self) -> bool:
@@ -736,6 +985,8 @@ class EnvironmentConfig:
         }
         if self.serving.inference_type != "serverless":
             used["serving.instance_type"] = self.serving.instance_type
+        if self.monitoring.enabled:
+            used["monitoring.instance_type"] = self.monitoring.instance_type
         return used
 
     @property
@@ -810,6 +1061,7 @@ class EnvironmentConfig:
                     list(self.network.interface_endpoints),
                     f"lacks {service!r}: {why}, and the isolated subnets reach AWS only through endpoints",
                 )
+        self.monitoring.validate(f"{path}.monitoring", serving=self.serving)
 
 
 @dataclass(frozen=True)
@@ -1134,6 +1386,8 @@ __all__ = [
     "DataSettings",
     "EnvironmentConfig",
     "FeatureStoreSettings",
+    "MonitoringSettings",
+    "MonitoringThresholds",
     "NetworkSettings",
     "OperationsSettings",
     "PlatformConfig",

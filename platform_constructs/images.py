@@ -54,3 +54,8 @@ def xgboost_image(region: str, scope: Literal["training", "inference"] = "traini
 def model_monitor_image(region: str) -> str:
     """The Model Monitor analyzer image that computes data-quality baselines and reports."""
     return _uri(_registry("model-monitor")["versions"][""], region, "latest", "Model Monitor analyzer image")
+
+
+def clarify_image(region: str) -> str:
+    """The SageMaker Clarify processing image (model bias and explainability monitors)."""
+    return _uri(_registry("clarify")["processing"]["versions"]["1.0"], region, "1.0", "SageMaker Clarify image")

@@ -1,6 +1,6 @@
 """The SageMaker Pipeline definition of the training workflow, written as data, offline.
 
-[BuildTrainingSet ->] Preprocess -> Train (or Tune) -> Evaluate -> CheckAuc -> [DataQualityBaseline -> RegisterModel]
+[BuildTrainingSet ->] Preprocess -> Train (or Tune) -> Evaluate -> CheckAuc -> [MonitoringBaselines -> RegisterModel]
                                                                             else [AucBelowThreshold (Fail)]
 
 ``BuildTrainingSet`` is there when ``training.source`` is ``feature_store``: it queries the offline
@@ -81,10 +81,12 @@ class PipelineInputs:
     region: str
     settings: TrainingSettings
     training_image: str
-    monitor_image: str
     serving_image: str
     code_uri: str  # s3:// URI of sourcedir.tar.gz
     code_file: str  # its object name, as it lands in the code input folder
+    monitoring_code_uri: str  # s3:// URI of the monitoring bundle (monitoring_code/ + the feature schema)
+    monitoring_config_uri: str  # s3:// URI of the environment's monitor.py/baseline.py config JSON
+    monitoring_config_file: str  # its object name, as it lands in the config input folder
     raw_data_uri: str
     processed_uri: str  # s3:// prefix for splits and evaluations
     model_artifacts_uri: str
@@ -540,37 +542,78 @@ def _test_auc() -> dict[str, Any]:
     return {"Std:JsonGet": {"PropertyFile": get("Steps.Evaluate.PropertyFiles.EvaluationReport"), "Path": AUC_PATH}}
 
 
-def _baseline(inputs: PipelineInputs) -> dict[str, Any]:
-    local_input = f"{PROCESSING}/input/baseline_dataset_input"
+BASELINE_STEP = "MonitoringBaselines"
+# baseline.py's output files (monitoring_code/CONTRACT.md) and what the model package registers them as.
+BASELINE_FILES = {
+    "data_quality_statistics": "data_quality/statistics.json",
+    "data_quality_constraints": "data_quality/constraints.json",
+    "model_quality_statistics": "model_quality/statistics.json",
+    "model_quality_constraints": "model_quality/constraints.json",
+    "bias_analysis": "bias/analysis.json",
+    "bias_config": "bias/analysis_config.json",
+    "attribution_analysis": "attribution/analysis.json",
+    "attribution_config": "attribution/analysis_config.json",
+}
+
+
+def _baseline(inputs: PipelineInputs, model_uri: Any) -> dict[str, Any]:
+    """baseline.py (monitoring_code/) in the XGBoost image: all four monitoring baselines of the version.
+
+    Model Monitor's analyzer is closed to new customers, so the baselines are computed by the
+    platform's own code, network-isolated like every other job; the files keep Model Monitor's and
+    Clarify's formats, so the native backend can use them too.
+    """
+    local = f"{PROCESSING}/input"
+    evaluation = get("Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri")
     return {
-        "Name": "DataQualityBaseline",
+        "Name": BASELINE_STEP,
         "Type": "Processing",
         "Arguments": _processing_job(
             _context(inputs),
-            image=inputs.monitor_image,
+            image=inputs.training_image,
             role_arn=inputs.baseline_role_arn,
-            job_inputs=[_processing_input("baseline_dataset_input", _split_uri("baseline"), local_input)],
+            entrypoint=_script("baseline"),
+            arguments=[
+                "--baseline-data",
+                f"{local}/baseline",
+                "--model",
+                f"{local}/model",
+                "--test-data",
+                f"{local}/test",
+                "--evaluation",
+                f"{local}/evaluation",
+                "--config",
+                f"{local}/config/{inputs.monitoring_config_file}",
+                "--output",
+                f"{PROCESSING}/output/baselines",
+            ],
+            job_inputs=[
+                _processing_input("code", inputs.monitoring_code_uri, f"{local}/code"),
+                _processing_input("config", inputs.monitoring_config_uri, f"{local}/config"),
+                _processing_input("baseline", _split_uri("baseline"), f"{local}/baseline"),
+                _processing_input("model", model_uri, f"{local}/model"),
+                _processing_input("test", _split_uri("test"), f"{local}/test"),
+                _processing_input("evaluation", evaluation, f"{local}/evaluation"),
+            ],
             outputs=[
                 _processing_output(
-                    "monitoring_output", join(inputs.baselines_uri, EXECUTION_ID), f"{PROCESSING}/output"
+                    "baselines", join(inputs.baselines_uri, EXECUTION_ID), f"{PROCESSING}/output/baselines"
                 )
             ],
-            environment={
-                "dataset_format": json.dumps({"csv": {"header": True, "output_columns_position": "START"}}),
-                "dataset_source": local_input,
-                "output_path": f"{PROCESSING}/output",
-                "publish_cloudwatch_metrics": "Disabled",
-            },
         ),
         "RetryPolicies": RETRY_ON_CAPACITY,
     }
+
+
+def _baseline_file(name: str) -> dict[str, Any]:
+    baselines = get(f"Steps.{BASELINE_STEP}.ProcessingOutputConfig.Outputs['baselines'].S3Output.S3Uri")
+    return {"ContentType": "application/json", "S3Uri": join(baselines, BASELINE_FILES[name])}
 
 
 def _register(inputs: PipelineInputs, model_uri: Any) -> dict[str, Any]:
     evaluation = join(
         get("Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"), "evaluation.json"
     )
-    baseline = get("Steps.DataQualityBaseline.ProcessingOutputConfig.Outputs['monitoring_output'].S3Output.S3Uri")
     serving_types = {"ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c5.2xlarge"}
     serving_types |= set(inputs.serving_instance_types)
     realtime_types = sorted(t for t in serving_types if t in instance_types("hosting"))
@@ -578,7 +621,7 @@ def _register(inputs: PipelineInputs, model_uri: Any) -> dict[str, Any]:
     return {
         "Name": "RegisterModel",
         "Type": "RegisterModel",
-        "DependsOn": ["DataQualityBaseline"],
+        "DependsOn": [BASELINE_STEP],
         "Arguments": {
             "ModelPackageGroupName": inputs.model_package_group_name,
             "ModelPackageDescription": "Churn XGBoost model trained and evaluated by the training pipeline",
@@ -590,12 +633,36 @@ def _register(inputs: PipelineInputs, model_uri: Any) -> dict[str, Any]:
                 "SupportedRealtimeInferenceInstanceTypes": realtime_types,
                 "SupportedTransformInstanceTypes": transform_types,
             },
-            "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation}}},
+            "ModelMetrics": {
+                "ModelQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": evaluation},
+                    "Constraints": _baseline_file("model_quality_constraints"),
+                },
+                "ModelDataQuality": {
+                    "Statistics": _baseline_file("data_quality_statistics"),
+                    "Constraints": _baseline_file("data_quality_constraints"),
+                },
+                "Bias": {"PostTrainingReport": _baseline_file("bias_analysis")},
+                "Explainability": {"Report": _baseline_file("attribution_analysis")},
+            },
+            # What monitoring compares the version with (monitoring_code/CONTRACT.md, section 1).
             "DriftCheckBaselines": {
                 "ModelDataQuality": {
-                    "Statistics": {"ContentType": "application/json", "S3Uri": join(baseline, "statistics.json")},
-                    "Constraints": {"ContentType": "application/json", "S3Uri": join(baseline, "constraints.json")},
-                }
+                    "Statistics": _baseline_file("data_quality_statistics"),
+                    "Constraints": _baseline_file("data_quality_constraints"),
+                },
+                "ModelQuality": {
+                    "Statistics": _baseline_file("model_quality_statistics"),
+                    "Constraints": _baseline_file("model_quality_constraints"),
+                },
+                "Bias": {
+                    "ConfigFile": _baseline_file("bias_config"),
+                    "PostTrainingConstraints": _baseline_file("bias_analysis"),
+                },
+                "Explainability": {
+                    "ConfigFile": _baseline_file("attribution_config"),
+                    "Constraints": _baseline_file("attribution_analysis"),
+                },
             },
             "CustomerMetadataProperties": {
                 "PipelineExecutionArn": get("Execution.PipelineExecutionArn"),
@@ -627,7 +694,7 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             "Conditions": [
                 {"Type": "GreaterThanOrEqualTo", "LeftValue": _test_auc(), "RightValue": get("Parameters.AucThreshold")}
             ],
-            "IfSteps": [_baseline(inputs), _register(inputs, model_uri)],
+            "IfSteps": [_baseline(inputs, model_uri), _register(inputs, model_uri)],
             "ElseSteps": [_fail()],
         },
     }

@@ -13,12 +13,13 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from config import TrainingSettings
+from config import MonitoringSettings, TrainingSettings
 from platform_constructs.code_bundle import training_code_bundle
 from platform_constructs.execution_role import ServiceRole
-from platform_constructs.images import model_monitor_image, xgboost_image
+from platform_constructs.images import xgboost_image
 from platform_constructs.job_tags import with_job_tags
 from platform_constructs.model_registry import REGISTER_ACTIONS, registry_arns
+from platform_constructs.monitoring_assets import job_config_asset, monitoring_code_asset
 from platform_constructs.pipeline_definition import (
     BUILD_TRAINING_SET,
     PipelineInputs,
@@ -49,7 +50,7 @@ class TrainingPipeline(Construct):
 
     Roles: ``PipelineRole`` (SageMaker Pipelines starts the jobs and registers the model; it may
     pass only the job roles), ``ProcessingRole`` (preprocess, evaluate), ``TrainingRole``
-    (training and tuning jobs) and ``BaselineRole`` (the Model Monitor data-quality baseline). Every
+    (training and tuning jobs) and ``BaselineRole`` (the monitoring baselines: baseline.py). Every
     job runs in the isolated subnets with the job security group, network-isolated, with encrypted
     inter-container traffic and KMS-encrypted volumes and outputs.
 
@@ -80,6 +81,7 @@ class TrainingPipeline(Construct):
         training_set_source: TrainingSetSource | None = None,
         allowed_instance_types: Sequence[str] = (),
         serving_instance_types: Sequence[str] = (),
+        monitoring: MonitoringSettings | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
@@ -89,6 +91,10 @@ class TrainingPipeline(Construct):
         region = stack.region
         self.pipeline_name = pipeline_name
         self.code = s3_assets.Asset(self, "TrainingCode", path=str(training_code_bundle()))
+        # baseline.py and its thresholds (the environment's monitoring config, so that constraints.json
+        # carries the thresholds the environment monitors with).
+        self.monitoring_code = monitoring_code_asset(self, "MonitoringCode")
+        self.monitoring_config = job_config_asset(self, "MonitoringConfig", monitoring or MonitoringSettings())
         job_network = SageMakerNetworkPolicy(
             self,
             "JobNetworkPolicy",
@@ -126,10 +132,11 @@ class TrainingPipeline(Construct):
         self.training_role.read_objects(model_artifacts_bucket, CHECKPOINT_PREFIX, reason=PREFIX_REASON)
         self.training_role.write_objects(model_artifacts_bucket, CHECKPOINT_PREFIX, reason=PREFIX_REASON)
 
-        self.baseline_role = job_role(
-            "BaselineRole", "Model Monitor data-quality baseline job of the training pipeline"
-        )
+        self.baseline_role = job_role("BaselineRole", "Monitoring baselines job of the training pipeline")
+        for asset in (self.monitoring_code, self.monitoring_config):
+            self.baseline_role.read_object(asset.bucket, asset.s3_object_key)
         self.baseline_role.read_objects(processed_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
+        self.baseline_role.read_objects(model_artifacts_bucket, PIPELINE_PREFIX, reason=PREFIX_REASON)
         self.baseline_role.write_objects(monitoring_bucket, BASELINE_PREFIX, reason=PREFIX_REASON)
 
         self.training_set_role: ServiceRole | None = None
@@ -177,10 +184,12 @@ class TrainingPipeline(Construct):
             region=region,
             settings=settings,
             training_image=xgboost_image(region, "training"),
-            monitor_image=model_monitor_image(region),
             serving_image=serving_image_uri or xgboost_image(region, "inference"),
             code_uri=self.code.s3_object_url,
             code_file=self.code.s3_object_key,
+            monitoring_code_uri=self.monitoring_code.s3_object_url,
+            monitoring_config_uri=self.monitoring_config.s3_object_url,
+            monitoring_config_file=self.monitoring_config.s3_object_key,
             raw_data_uri=uri(raw_bucket, "churn/"),
             processed_uri=uri(processed_bucket, PIPELINE_PREFIX + pipeline_name).rstrip("/"),
             model_artifacts_uri=uri(model_artifacts_bucket, PIPELINE_PREFIX + pipeline_name).rstrip("/"),

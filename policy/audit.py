@@ -19,7 +19,7 @@ from aws_cdk.cx_api import CloudAssembly
 from constructs import IConstruct
 
 from policy.acknowledge import AUDIT_METADATA_KEY, CFN_LINT_REASONS_KEY
-from policy.ml_platform_rules import check_template
+from policy.ml_platform_rules import check_stage, check_template
 from policy.packs import NAG_PACKS
 from policy.sagemaker_api_rules import check_template as check_api_template
 
@@ -120,12 +120,25 @@ def audit(root: IConstruct, assembly: CloudAssembly) -> AuditResult:
     paths = _resource_paths(root)
     findings = set(_nag_findings(root))
     skips = set()
+    stages: dict[str, dict[str, dict[str, Any]]] = {}
     for artifact_id, template in _templates(assembly):
+        stages.setdefault(_stage_of(assembly, artifact_id), {})[artifact_id] = template
         for own in [*check_template(template), *check_api_template(template)]:
             findings.add(Finding(own.rule_id, paths.get((artifact_id, own.logical_id), own.logical_id)))
         for logical_id, rule_id, reason in _template_skips(template):
             skips.add(Skipped(rule_id, paths.get((artifact_id, logical_id), logical_id), reason))
+    for templates in stages.values():
+        for artifact_id, own in check_stage(templates):
+            findings.add(Finding(own.rule_id, paths.get((artifact_id, own.logical_id), own.logical_id)))
     return AuditResult(tuple(recorded_acknowledgments(root)), tuple(sorted(findings)), tuple(sorted(skips)))
+
+
+def _stage_of(assembly: CloudAssembly, artifact_id: str) -> str:
+    """The stage (environment) a stack belongs to, from its hierarchical ID ("Prod/Serving" -> "Prod")."""
+    for artifact in assembly.stacks_recursively:
+        if artifact.id == artifact_id:
+            return str(artifact.hierarchical_id).split("/", 1)[0]
+    return ""
 
 
 def accepted_findings_table(result: AuditResult) -> str:

@@ -463,6 +463,127 @@ RULES: tuple[Rule, ...] = (
 RULES_BY_ID = {rule.id: rule for rule in RULES}
 
 
+# --- rules over all templates of one stage (environment) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class StageRule:
+    """A rule that needs every template of one environment: what it checks spans stacks."""
+
+    id: str
+    description: str
+    fix: str
+    # (template key, logical ID, location, detail) of each finding, given the stage's templates by key.
+    check: Callable[[Mapping[str, Mapping[str, Any]]], Iterator[tuple[str, str, str, str]]]
+
+
+def _captures(config: Resource) -> bool:
+    capture = _props(config).get("DataCaptureConfig")
+    return isinstance(capture, Mapping) and bool(capture) and capture.get("EnableCapture") not in (False, "false")
+
+
+def _referenced_id(value: Any) -> str | None:
+    if isinstance(value, Mapping) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, Mapping) and "Fn::GetAtt" in value:
+        return str(value["Fn::GetAtt"][0])
+    return None
+
+
+def _captured_endpoints(templates: Mapping[str, Mapping[str, Any]]) -> Iterator[tuple[Any, str, str]]:
+    """(endpoint name, template key, endpoint config logical ID) of every endpoint whose config captures."""
+    for key, template in templates.items():
+        resources = template.get("Resources") or {}
+        for resource in resources.values():
+            if resource.get("Type") != "AWS::SageMaker::Endpoint":
+                continue
+            config_id = _referenced_id(_props(resource).get("EndpointConfigName"))
+            if config_id and _captures(resources.get(config_id) or {}):
+                yield _props(resource).get("EndpointName"), key, config_id
+
+
+def _monitored_endpoints(templates: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """Endpoints with a Model Monitor schedule, or with an enabled schedule that starts a pipeline whose
+    steps name the endpoint (the platform backend's ResolveBaselines step: ``endpoint_name``)."""
+    monitored: set[str] = set()
+    pipelines: dict[str, set[str]] = {}
+    scheduled: set[str] = set()
+    for template in templates.values():
+        for resource in (template.get("Resources") or {}).values():
+            kind, props = resource.get("Type"), _props(resource)
+            if kind == "AWS::SageMaker::MonitoringSchedule" and isinstance(props.get("EndpointName"), str):
+                monitored.add(props["EndpointName"])
+            elif kind == "AWS::SageMaker::Pipeline" and isinstance(props.get("PipelineName"), str):
+                steps = list((parse_pipeline_definition(resource) or {}).get("Steps") or [])
+                names = set()
+                while steps:
+                    step = steps.pop()
+                    arguments = step.get("Arguments") or {}
+                    if step.get("Type") == "Condition":
+                        steps += list(arguments.get("IfSteps") or []) + list(arguments.get("ElseSteps") or [])
+                    elif step.get("Type") == "Lambda" and isinstance(arguments.get("endpoint_name"), str):
+                        names.add(arguments["endpoint_name"])
+                pipelines[props["PipelineName"]] = names
+            elif kind == "AWS::Scheduler::Schedule" and props.get("State", "ENABLED") == "ENABLED":
+                target = _render(value_at(props, "Target.Arn")) or ""
+                if ":pipeline/" in target:
+                    scheduled.add(target.rsplit(":pipeline/", 1)[1])
+    for name, endpoints in pipelines.items():
+        if name in scheduled:
+            monitored |= endpoints
+    return monitored
+
+
+def _endpoint_monitored(templates: Mapping[str, Mapping[str, Any]]) -> Iterator[tuple[str, str, str, str]]:
+    monitored = _monitored_endpoints(templates)
+    for name, key, config_id in _captured_endpoints(templates):
+        if not isinstance(name, str):
+            yield (
+                key,
+                config_id,
+                "Properties.DataCaptureConfig",
+                "the endpoint's name is not literal, so no monitoring can be shown to watch it",
+            )
+        elif name not in monitored:
+            yield (
+                key,
+                config_id,
+                "Properties.DataCaptureConfig",
+                (
+                    f"endpoint {name} captures requests but no monitoring schedule or scheduled monitoring "
+                    "pipeline of the environment watches it"
+                ),
+            )
+
+
+STAGE_RULES: tuple[StageRule, ...] = (
+    StageRule(
+        f"{PACK_NAME}-EndpointMonitored",
+        "Every endpoint whose config captures data is monitored in the same environment: a Model Monitor "
+        "schedule, or an enabled schedule starting the platform's monitoring pipeline for that endpoint.",
+        "Enable [environments.monitoring] for the environment (either backend).",
+        _endpoint_monitored,
+    ),
+)
+STAGE_RULES_BY_ID = {rule.id: rule for rule in STAGE_RULES}
+
+
+def check_stage(
+    templates: Mapping[str, Mapping[str, Any]], rules: tuple[StageRule, ...] = STAGE_RULES
+) -> list[tuple[str, Finding]]:
+    """Every finding of ``rules`` across the templates of one environment, with its template's key."""
+    return [
+        (key, Finding(rule.id, logical_id, location, detail))
+        for rule in rules
+        for key, logical_id, location, detail in rule.check(templates)
+    ]
+
+
+def stage_of(template_path: str) -> str:
+    """The stage a synthesized template belongs to: its nested cloud assembly's folder."""
+    return str(Path(template_path).parent)
+
+
 def check_template(template: Mapping[str, Any], rules: tuple[Rule, ...] = RULES) -> list[Finding]:
     """Every finding of ``rules`` in one CloudFormation template."""
     findings = []
@@ -480,9 +601,10 @@ def check_template(template: Mapping[str, Any], rules: tuple[Rule, ...] = RULES)
 class TemplateRuleChecks:
     """Runs a pack of template rules on every synthesized template as a CDK policy-validation plugin."""
 
-    def __init__(self, pack_name: str, rules: tuple[Rule, ...]) -> None:
-        self._pack_name, self._rules = pack_name, rules
-        self._by_id = {rule.id: rule for rule in rules}
+    def __init__(self, pack_name: str, rules: tuple[Rule, ...], stage_rules: tuple[StageRule, ...] = ()) -> None:
+        self._pack_name, self._rules, self._stage_rules = pack_name, rules, stage_rules
+        self._by_id: dict[str, Rule | StageRule] = {rule.id: rule for rule in rules}
+        self._by_id.update({rule.id: rule for rule in stage_rules})
 
     @property
     def name(self) -> str:
@@ -494,27 +616,39 @@ class TemplateRuleChecks:
 
     @property
     def rule_ids(self) -> list[str]:
-        return [rule.id for rule in self._rules]
+        return list(self._by_id)
 
     def validate(self, context: IPolicyValidationContext) -> PolicyValidationPluginReport:
         by_rule: dict[str, list[PolicyViolatingResource]] = {}
         details: dict[str, set[str]] = {}
+        stages: dict[str, dict[str, Mapping[str, Any]]] = {}
+
+        def add(template_path: str, finding: Finding) -> None:
+            by_rule.setdefault(finding.rule_id, []).append(
+                PolicyViolatingResource(
+                    resource_logical_id=finding.logical_id, template_path=template_path, locations=[finding.location]
+                )
+            )
+            details.setdefault(finding.rule_id, set()).add(finding.detail)
+
         for template_path in context.template_paths:
             template = json.loads(Path(template_path).read_text())
+            stages.setdefault(stage_of(template_path), {})[template_path] = template
             for finding in check_template(template, self._rules):
-                by_rule.setdefault(finding.rule_id, []).append(
-                    PolicyViolatingResource(
-                        resource_logical_id=finding.logical_id,
-                        template_path=template_path,
-                        locations=[finding.location],
-                    )
-                )
-                details.setdefault(finding.rule_id, set()).add(finding.detail)
+                add(template_path, finding)
+        if self._stage_rules:
+            for templates in stages.values():
+                for template_path, finding in check_stage(templates, self._stage_rules):
+                    add(template_path, finding)
         violations = [
             PolicyViolation(
                 rule_name=rule_id,
                 description=f"{self._by_id[rule_id].description} Found: {'; '.join(sorted(details[rule_id]))}."
-                + (f" (SageMaker API reference: {self._by_id[rule_id].source})" if self._by_id[rule_id].source else ""),
+                + (
+                    f" (SageMaker API reference: {source})"
+                    if (source := getattr(self._by_id[rule_id], "source", ""))
+                    else ""
+                ),
                 fix=self._by_id[rule_id].fix,
                 severity="error",
                 violating_resources=resources,
@@ -528,4 +662,4 @@ class MlPlatformChecks(TemplateRuleChecks):
     """Runs :data:`RULES` (the MlPlatform pack) on every synthesized template."""
 
     def __init__(self) -> None:
-        super().__init__(PACK_NAME, RULES)
+        super().__init__(PACK_NAME, RULES, STAGE_RULES)

@@ -11,6 +11,7 @@ from platform_constructs.model_promotion import PromotedObjects, intake_role_nam
 from policy.cdk_providers import AcceptCdkProviderFindings
 from stacks.data_stack import DataStack
 from stacks.deployment_stack import DeploymentStack
+from stacks.monitoring_stack import MonitoringStack
 from stacks.network_stack import NetworkStack
 from stacks.operations_stack import OperationsStack
 from stacks.serving_stack import ServingStack
@@ -84,6 +85,25 @@ class PlatformStage(Stage):
 
         self.serving.add_stack_dependency(self.deployment)  # its parameters read the deployment's SSM parameters
         self._smoke_test_access(config, env_config)
+        # Model monitoring (issue 8): where the endpoint captures requests, i.e. not dev's serverless one.
+        self.monitoring: MonitoringStack | None = None
+        if env_config.monitoring.enabled:
+            self.monitoring = MonitoringStack(
+                self,
+                "Monitoring",
+                env_config=env_config,
+                project=config.project,
+                data=self.data,
+                network=self.network.network,
+                alerts=self.operations.alerts,
+                stack_name=f"{prefix}-monitoring",
+                description=f"ML platform {env_config.name}: model monitoring ({env_config.monitoring.backend} "
+                "backend), alarms, retraining on drift, dashboard",
+                termination_protection=protect,
+            )
+            # The native schedules name the endpoint; retraining starts the training pipeline.
+            self.monitoring.add_stack_dependency(self.serving)
+            self.monitoring.add_stack_dependency(self.training)
 
         for key, value in sorted(config.tags.items()):
             Tags.of(self).add(key, value)

@@ -105,6 +105,7 @@ class TrainingStack(Stack):
             serving_instance_types=tuple(
                 sorted({env_config.serving.instance_type, env_config.serving.transform_instance_type})
             ),
+            monitoring=env_config.monitoring,
         )
         self.ingestion = self._feature_ingestion(
             env_config, project, data, network, raw_bucket, processed_bucket, self.pipeline.code

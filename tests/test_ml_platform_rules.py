@@ -231,3 +231,82 @@ def test_an_unisolated_processing_step_is_a_finding_named_after_its_step() -> No
 def test_finding_locations_name_the_step() -> None:
     bad = pipeline(condition_step(broken(TRAINING_STEP, "Arguments.VpcConfig")))
     assert rule_findings("JobInVpc", bad) == ["PipelineDefinition.Steps[Train].VpcConfig"]
+
+
+# --- MlPlatform-EndpointMonitored: a rule over every template of one environment ----------------------
+
+ENDPOINT = {
+    "Type": "AWS::SageMaker::Endpoint",
+    "Properties": {
+        "EndpointName": "churn-prod",
+        "EndpointConfigName": {"Fn::GetAtt": ["Config", "EndpointConfigName"]},
+    },
+}
+SERVING_TEMPLATE = {"Resources": {"Config": ENDPOINT_CONFIG, "Endpoint": ENDPOINT}}
+MONITORING_SCHEDULE = {
+    "Type": "AWS::SageMaker::MonitoringSchedule",
+    "Properties": {"MonitoringScheduleName": "churn-prod-data-quality", "EndpointName": "churn-prod"},
+}
+RESOLVE_STEP = {"Name": "ResolveBaselines", "Type": "Lambda", "Arguments": {"endpoint_name": "churn-prod"}}
+
+
+def monitoring_pipeline(name: str = "churn-prod-monitoring") -> dict[str, Any]:
+    resource = pipeline(condition_step(PROCESSING_STEP), RESOLVE_STEP)
+    resource["Properties"]["PipelineName"] = name
+    return resource
+
+
+def schedule_of(pipeline_name: str, state: str = "ENABLED") -> dict[str, Any]:
+    arn = {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, f":sagemaker:eu-west-1:444444444444:pipeline/{pipeline_name}"],
+        ]
+    }
+    return {"Type": "AWS::Scheduler::Schedule", "Properties": {"State": state, "Target": {"Arn": arn}}}
+
+
+def stage_findings(*templates: dict[str, Any]) -> list[tuple[str, str, str]]:
+    from policy.ml_platform_rules import check_stage
+
+    by_key = {f"stack{index}": template for index, template in enumerate(templates)}
+    return [(key, f.logical_id, f.rule_id) for key, f in check_stage(by_key)]
+
+
+@pytest.mark.parametrize(
+    "monitoring",
+    [
+        {"Resources": {"DataQuality": MONITORING_SCHEDULE}},
+        {"Resources": {"Pipeline": monitoring_pipeline(), "Schedule": schedule_of("churn-prod-monitoring")}},
+    ],
+    ids=["model-monitor-schedule", "scheduled-platform-pipeline"],
+)
+def test_an_endpoint_with_capture_is_monitored_by_either_backend(monitoring: dict[str, Any]) -> None:
+    assert stage_findings(SERVING_TEMPLATE, monitoring) == []
+
+
+@pytest.mark.parametrize(
+    "monitoring",
+    [
+        {"Resources": {}},
+        {"Resources": {"Pipeline": monitoring_pipeline()}},  # a pipeline nothing starts
+        {
+            "Resources": {
+                "Pipeline": monitoring_pipeline(),
+                "Schedule": schedule_of("churn-prod-monitoring", "DISABLED"),
+            }
+        },
+        {"Resources": {"Pipeline": monitoring_pipeline("other"), "Schedule": schedule_of("churn-prod-training")}},
+        {"Resources": {"DataQuality": broken(MONITORING_SCHEDULE, "Properties.EndpointName", "churn-dev")}},
+    ],
+    ids=["nothing", "unscheduled-pipeline", "disabled-schedule", "other-pipeline-scheduled", "other-endpoint"],
+)
+def test_an_endpoint_with_capture_and_no_monitoring_is_a_finding(monitoring: dict[str, Any]) -> None:
+    assert stage_findings(SERVING_TEMPLATE, monitoring) == [("stack0", "Config", "MlPlatform-EndpointMonitored")]
+
+
+def test_an_endpoint_without_capture_needs_no_monitoring() -> None:
+    no_capture = broken(ENDPOINT_CONFIG, "Properties.DataCaptureConfig")
+    assert stage_findings({"Resources": {"Config": no_capture, "Endpoint": ENDPOINT}}) == []
+    disabled = broken(ENDPOINT_CONFIG, "Properties.DataCaptureConfig.EnableCapture", False)
+    assert stage_findings({"Resources": {"Config": disabled, "Endpoint": ENDPOINT}}) == []

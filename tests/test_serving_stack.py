@@ -231,6 +231,8 @@ def _app_with_dev_serving(tmp_path: Path, **serving: Any) -> Any:
     raw = tomllib.loads(DEFAULT_CONFIG_PATH.read_text())
     dev = next(e for e in raw["environments"] if e["name"] == "dev")
     dev["serving"] = {**copy.deepcopy(dev["serving"]), **serving}
+    if dev["serving"].get("inference_type") != "serverless":
+        dev["monitoring"] = {"enabled": True}  # an endpoint with capture is monitored (MlPlatform-EndpointMonitored)
     config = parse_config(raw)
     return build_app(config, ["dev"], outdir=str(tmp_path))  # every policy pack: synth is the gate
 

@@ -19,7 +19,8 @@ ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 STACKS = [
     f"{stage}/{stack}"
     for stage in ("Dev", "Staging", "Prod")
-    for stack in ("Data", "Network", "Operations", "Training", "Deployment", "Serving")
+    for stack in ("Data", "Network", "Operations", "Training", "Deployment", "Serving", "Monitoring")
+    if (stage, stack) != ("Dev", "Monitoring")  # dev serves serverless: no capture, not monitored
 ] + ["Tooling/Pipeline"]  # the delivery pipeline
 
 

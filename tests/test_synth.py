@@ -77,7 +77,7 @@ def test_one_environment_can_be_synthesized_alone(platform_config: PlatformConfi
     # No delivery pipeline: it deploys every environment of the promotion, so it needs them all.
     assert [child.node.id for child in app.node.children] == ["Prod"]
     stacks = [c.node.id for c in app.node.find_child("Prod").node.children]
-    assert stacks == ["Data", "Network", "Operations", "Training", "Deployment", "Serving"]
+    assert stacks == ["Data", "Network", "Operations", "Training", "Deployment", "Serving", "Monitoring"]
 
 
 def test_every_environment_and_the_delivery_pipeline_are_synthesized_once(synthesized: Synthesized) -> None:

@@ -117,7 +117,7 @@ def test_steps_follow_the_design(synthesized: Synthesized, platform_config: Plat
     first = ["BuildTrainingSet"] if settings.source == "feature_store" else []
     assert [s["Name"] for s in steps] == [*first, "Preprocess", "Tune" if tuning else "Train", "Evaluate", "CheckAuc"]
     check = steps[-1]["Arguments"]
-    assert [s["Name"] for s in check["IfSteps"]] == ["DataQualityBaseline", "RegisterModel"]
+    assert [s["Name"] for s in check["IfSteps"]] == ["MonitoringBaselines", "RegisterModel"]
     assert [s["Name"] for s in check["ElseSteps"]] == ["AucBelowThreshold"]
     (condition,) = check["Conditions"]
     assert condition["Type"] == "GreaterThanOrEqualTo"
@@ -128,6 +128,7 @@ def test_steps_follow_the_design(synthesized: Synthesized, platform_config: Plat
     assert register["ModelPackageGroupName"] == f"churn-{env}"
     assert "ModelQuality" in register["ModelMetrics"]
     assert set(register["DriftCheckBaselines"]["ModelDataQuality"]) == {"Statistics", "Constraints"}
+    assert set(register["DriftCheckBaselines"]) == {"ModelDataQuality", "ModelQuality", "Bias", "Explainability"}
     # The model version records the data it learnt from.
     metadata = register["CustomerMetadataProperties"]
     assert metadata["TrainingSource"] == settings.source
@@ -243,10 +244,12 @@ def test_a_raw_source_pipeline_reads_the_raw_files(platform_config: PlatformConf
         region="eu-west-1",
         settings=settings,
         training_image="image",
-        monitor_image="monitor",
         serving_image="serving",
         code_uri="s3://code/sourcedir.tar.gz",
         code_file="sourcedir.tar.gz",
+        monitoring_code_uri="s3://code/monitoring.tar.gz",
+        monitoring_config_uri="s3://code/monitoring-config.json",
+        monitoring_config_file="monitoring-config.json",
         raw_data_uri="s3://raw/churn/",
         processed_uri="s3://processed/pipelines/p",
         model_artifacts_uri="s3://models/pipelines/p",
