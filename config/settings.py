@@ -1045,6 +1045,7 @@ class EnvironmentConfig:
         self.serving.validate(f"{path}.serving", protected=self.name in PROTECTED_ENVIRONMENTS)
         self.feature_store.validate(f"{path}.feature_store")
         self.operations.validate(f"{path}.operations")
+        self.monitoring.validate(f"{path}.monitoring", serving=self.serving)
         self.compute.validate(f"{path}.compute")
         self._check_allowed_instance_types(path)
         self._check_endpoints_for_training_data(path)
@@ -1061,7 +1062,6 @@ class EnvironmentConfig:
                     list(self.network.interface_endpoints),
                     f"lacks {service!r}: {why}, and the isolated subnets reach AWS only through endpoints",
                 )
-        self.monitoring.validate(f"{path}.monitoring", serving=self.serving)
 
 
 @dataclass(frozen=True)

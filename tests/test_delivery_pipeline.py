@@ -93,8 +93,9 @@ def test_every_stage_deploys_with_the_bootstrap_roles_of_its_own_account_and_reg
     exec_role = f"arn:aws:iam::{account}:role/cdk-hnb659fds-cfn-exec-role-{account}-{region}"
     actions = stage(pipeline(synthesized.templates["Tooling/Pipeline"]), env.capitalize())
     deploys = [a for a in actions if a["ActionTypeId"]["Provider"] == "CloudFormation"]
+    monitored = ("monitoring",) if settings.monitoring.enabled else ()
     assert {a["Configuration"]["StackName"] for a in deploys} == {
-        f"churn-{env}-{s}" for s in ("data", "network", "operations", "training", "deployment", "serving")
+        f"churn-{env}-{s}" for s in ("data", "network", "operations", "training", "deployment", "serving", *monitored)
     }
     for action in deploys:
         assert resolve(action["RoleArn"]) == deploy_role, action["Name"]
@@ -104,7 +105,7 @@ def test_every_stage_deploys_with_the_bootstrap_roles_of_its_own_account_and_reg
     # The environment's own assembly asks for the same roles (what `cdk deploy` of one stage uses).
     manifest = json.loads((synthesized.outdir / f"assembly-{env.capitalize()}" / "manifest.json").read_text())
     stacks = [a for a in manifest["artifacts"].values() if a["type"] == "aws:cloudformation:stack"]
-    assert len(stacks) == 6
+    assert len(stacks) == 6 + len(monitored)
     for artifact in stacks:
         assert artifact["environment"] == f"aws://{account}/{region}"
         properties = artifact["properties"]

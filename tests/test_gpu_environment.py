@@ -56,7 +56,8 @@ GPU_CONFIG: dict[str, Any] = {
                 "variants": [{"name": "Champion", "weight": 0.9}, {"name": "Challenger", "weight": 0.1}],
             },
             "operations": {"alert_emails": ["gpu-oncall@example.com"], "monthly_budget_usd": 8000},
-            "compute": {"allowed_instance_types": ["ml.g5.*", "ml.g4dn.*"]},
+            # GPU for training, processing and serving; the monitoring job is CPU code (ml.m5.xlarge).
+            "compute": {"allowed_instance_types": ["ml.g5.*", "ml.g4dn.*", "ml.m5.xlarge"]},
         }
     ],
 }
@@ -103,16 +104,25 @@ def test_every_gate_passes(gpu: GpuSynth) -> None:
 
 def test_no_volume_key_on_local_storage_jobs_and_a_bounded_instance_type(gpu: GpuSynth) -> None:
     pipelines = _pipelines(gpu)
-    assert set(pipelines) == {"churn-gpu-training", "churn-gpu-ingest-features", "churn-gpu-batch-scoring"}
+    assert set(pipelines) == {
+        "churn-gpu-training",
+        "churn-gpu-ingest-features",
+        "churn-gpu-batch-scoring",
+        "churn-gpu-monitoring",
+    }
     for name, definition in pipelines.items():
         text = json.dumps(definition)
-        assert "VolumeKmsKeyId" not in text, name  # g5, g4dn: hardware-encrypted NVMe, a key is refused
+        # The monitoring job is CPU code on an EBS type (monitoring.instance_type): its volume keeps the key.
+        local = name != "churn-gpu-monitoring"
+        # g5, g4dn: hardware-encrypted NVMe, a key is refused
+        assert ("VolumeKmsKeyId" in text) is not local, name
         assert "KmsKeyId" in text, name  # outputs stay encrypted with the platform's keys
         for parameter in definition["Parameters"]:
             if parameter["Name"].endswith("InstanceType"):
                 assert parameter["EnumValues"], (name, parameter)
-                assert all(has_local_storage(t) for t in parameter["EnumValues"]), (name, parameter)
-                assert all(t.startswith(("ml.g5.", "ml.g4dn.")) for t in parameter["EnumValues"])
+                assert all(has_local_storage(t) is local for t in parameter["EnumValues"]), (name, parameter)
+                families = ("ml.g5.", "ml.g4dn.") if local else ("ml.m5.xlarge",)
+                assert all(t.startswith(families) for t in parameter["EnumValues"])
     training = pipelines["churn-gpu-training"]
     parameters = {p["Name"]: p["DefaultValue"] for p in training["Parameters"]}
     assert parameters["TrainingInstanceType"] == "ml.g5.2xlarge"
@@ -160,10 +170,10 @@ def test_the_guardrails_let_the_gpu_jobs_through_and_still_deny_an_ebs_volume_wi
     request["sagemaker:OutputKmsKey"] = output_keys[0]["Condition"]["ArnNotEquals"]["sagemaker:OutputKmsKey"][0]
     for action in ("sagemaker:CreateTrainingJob", "sagemaker:CreateHyperParameterTuningJob"):
         assert [s["Sid"] for s in statements if denies(s, action, request)] == [], action
-    ebs = {**request, "sagemaker:InstanceTypes": ["ml.m5.xlarge"]}
+    ebs = {**request, "sagemaker:InstanceTypes": ["ml.m5.2xlarge"]}
     assert {s["Sid"] for s in statements if denies(s, "sagemaker:CreateTrainingJob", ebs)} == {
         "DenyVolumeKeyUnset",  # an EBS volume without the platform key
-        "DenyInstanceTypesNotAllowed",  # and m5 is not allowed in this environment
+        "DenyInstanceTypesNotAllowed",  # and m5.2xlarge is not allowed in this environment
     }
 
 

@@ -90,7 +90,7 @@ def test_baseline_py_accepts_the_training_pipelines_command_line(
     import baseline
     from monitor_config import MonitorConfig
 
-    steps = {s["Name"]: s for s in all_steps(definition(synthesized, "prod")["Steps"])}
+    steps = {s["Name"]: s for s in all_steps(definition(synthesized, "staging")["Steps"])}
     arguments = list(steps["MonitoringBaselines"]["Arguments"]["AppSpecification"]["ContainerArguments"])
     seen: dict[str, Any] = {}
 

@@ -112,7 +112,8 @@ def test_bad_monitoring_settings_are_refused_naming_the_field(
 def test_the_platform_job_has_inputs_for_at_most_five_variants() -> None:
     raw = _with("prod", {})
     prod = raw["environments"][2]
-    prod["serving"]["variants"] = [{"name": f"V{i}", "weight": 1.0} for i in range(5)]  # + the shadow: 6
+    prod["serving"]["variants"] = [{"name": f"V{i}", "weight": 1.0} for i in range(6)]
+    prod["serving"]["shadow_variant"] = False  # a shadow takes exactly one production variant
     with pytest.raises(ConfigError, match="at most 5 variants") as caught:
         parse_config(raw)
     assert caught.value.field_path == "environments[2].monitoring.backend"

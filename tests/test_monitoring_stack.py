@@ -14,7 +14,7 @@ import pytest
 from botocore.validate import ParamValidator
 
 from app import build_app
-from config import PlatformConfig, parse_config
+from config import PlatformConfig, load_config, parse_config
 from config.settings import DEFAULT_CONFIG_PATH
 from platform_constructs.model_monitoring import ALARMS, NOTIFY_AND_RETRAIN, alarm_routing_table, route_of
 from platform_constructs.pipeline_definition import BASELINE_FILES
@@ -308,6 +308,8 @@ def retrain_targets(template: dict[str, Any]) -> set[str]:
         for r in resources_of_type(template, "AWS::Events::Rule").values()
         if r["Properties"]["EventPattern"].get("detail-type") == ["CloudWatch Alarm State Change"]
     ]
+    if not rules:
+        return set()  # an environment that does not train has nothing to start
     (rule,) = rules
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["detail"] == {"state": {"value": ["ALARM"]}}
@@ -332,8 +334,10 @@ def test_every_monitoring_alarm_notifies_and_only_champion_drift_retrains(
         for kind in ALARMS:
             if kind.challenger_only and index == 0:
                 continue
+            # An environment that does not train (prod: it serves what staging promotes) only notifies.
+            retrain_on = settings.thresholds.retrain_on if env_config.training.enabled else ()
             expected[f"churn-{env}-monitoring-{variant}-{kind.name}"] = route_of(
-                kind, champion=index == 0, retrain_on=settings.thresholds.retrain_on
+                kind, champion=index == 0, retrain_on=retrain_on
             )
     assert set(alarms) == set(expected)
     for name, alarm in alarms.items():
@@ -350,13 +354,28 @@ def test_every_monitoring_alarm_notifies_and_only_champion_drift_retrains(
         assert expected[name].endswith("retrain") == (expected[name] == NOTIFY_AND_RETRAIN)
     retraining = {n for n, route in expected.items() if route == NOTIFY_AND_RETRAIN}
     assert retrain_targets(template) == retraining
-    assert retraining == {
-        f"churn-{env}-monitoring-{variants[0]}-{kind}" for kind in ("data-drift", "model-quality", "attribution-drift")
-    }
+    assert retraining == (
+        {
+            f"churn-{env}-monitoring-{variants[0]}-{kind}"
+            for kind in ("data-drift", "model-quality", "attribution-drift")
+        }
+        if env_config.training.enabled
+        else set()
+    )
     assert not any("integrity" in n for n in retraining), "never retrain on broken data"
 
 
-@pytest.mark.parametrize("env", ENVS)
+def test_an_environment_that_does_not_train_has_no_retraining_function(
+    synthesized: Synthesized, platform_config: PlatformConfig
+) -> None:
+    assert not platform_config.environment("prod").training.enabled
+    template = monitoring(synthesized, "prod")
+    handlers = [r["Properties"]["Handler"] for r in resources_of_type(template, "AWS::Lambda::Function").values()]
+    assert "retrain_on_drift.handler" not in handlers
+    assert retrain_targets(template) == set()
+
+
+@pytest.mark.parametrize("env", [e for e in ENVS if load_config().environment(e).training.enabled])
 def test_retraining_function_starts_only_the_training_pipeline(
     synthesized: Synthesized, platform_config: PlatformConfig, env: str
 ) -> None:
@@ -411,7 +430,7 @@ def test_every_endpoint_with_capture_is_monitored_in_every_environment(synthesiz
 def test_the_training_pipeline_registers_what_baseline_py_writes(synthesized: Synthesized) -> None:
     from tests.test_training_pipeline import all_steps, definition
 
-    steps = {s["Name"]: s for s in all_steps(definition(synthesized, "prod")["Steps"])}
+    steps = {s["Name"]: s for s in all_steps(definition(synthesized, "staging")["Steps"])}
     baseline = steps["MonitoringBaselines"]["Arguments"]
     assert "baseline.py" in baseline["AppSpecification"]["ContainerEntrypoint"][2]
     assert baseline["NetworkConfig"]["EnableNetworkIsolation"] is True
