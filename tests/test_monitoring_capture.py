@@ -204,10 +204,10 @@ def test_the_labelled_capture_pass_labels_the_same_rows_as_the_window_pass(tmp_p
         records[variant].append(record("\n".join(batch), "\n".join(scores), inference_id=request_id))
         if number % 5 == 4:
             continue  # no label yet
-        truth = "\n".join(str(int(rng.random() < 0.3)) for _ in batch)
+        text = "\n".join(str(int(rng.random() < 0.3)) for _ in batch)
         if number % 17 == 0:
-            truth = "2"  # not a label value (or not one per row)
-        labels.append(ground_truth_record(request_id, truth))
+            text = "2"  # not a label value (or not one per row)
+        labels.append(ground_truth_record(request_id, text))
     labels.append(ground_truth_record("never-captured", "1"))
     for variant, items in records.items():
         write_capture(tmp_path / "capture", "ep", variant, items, "f")
