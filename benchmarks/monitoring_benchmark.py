@@ -1,13 +1,15 @@
 """Monitoring benchmark: one monitoring run over 1 million captured records with 10 features.
 
 Builds what the job would receive (data capture of a Champion/Challenger endpoint in SageMaker's
-layout, ground truth for every request, each variant's baselines and model), then runs
+layout; the capture of the same hour a day earlier, one label delay back, with ground truth for
+every request of it; each variant's baselines and model), then runs
 ``monitoring_code/monitor.py`` as its own process, as the job runs it, and prints its wall time,
 records per second and the process's peak resident memory (the whole process, from the kernel's
 accounting: ``getrusage(RUSAGE_CHILDREN).ru_maxrss``). The issue's target: at most 60 s and 2 GiB
 on the 2-core development machine. Nothing is asserted: the figures go into the README.
 
-    python -m benchmarks.monitoring_benchmark                     # 1,000,000 records
+    python -m benchmarks.monitoring_benchmark                     # 1,000,000 records (+ 1,000,000 labelled)
+    python -m benchmarks.monitoring_benchmark --labels-on-window  # 1,000,000 records, labelled themselves
     python -m benchmarks.monitoring_benchmark --records 200000 --keep .local/benchmark-monitoring
 """
 
@@ -34,13 +36,13 @@ RECORD = (
     '{{"captureData":{{"endpointInput":{{"observedContentType":"text/csv","mode":"INPUT","data":"{row}",'
     '"encoding":"CSV"}},"endpointOutput":{{"observedContentType":"text/csv; charset=utf-8","mode":"OUTPUT",'
     '"data":"{score:.9g}\\n","encoding":"CSV"}}}},"eventMetadata":{{"eventId":"{event}","inferenceId":"{id}",'
-    '"inferenceTime":"2026-12-01T10:{minute:02d}:{second:02d}Z"}},"eventVersion":"0"}}'
+    '"inferenceTime":"{date}T10:{minute:02d}:{second:02d}Z"}},"eventVersion":"0"}}'
 )
 RECORDS_PER_FILE = 50_000
 
 
-def build_inputs(work: Path, records: int, seed: int) -> list[str]:
-    """Capture, ground truth, baselines and models under ``work``; the monitor's command line."""
+def build_inputs(work: Path, records: int, seed: int, *, labels_on_window: bool = False) -> list[str]:
+    """Capture, labelled capture, ground truth, baselines and models under ``work``; the monitor's command line."""
     sys.path[:0] = [str(ROOT / "training_code"), str(ROOT / "monitoring_code")]
     import xgboost as xgb
 
@@ -81,35 +83,53 @@ def build_inputs(work: Path, records: int, seed: int) -> list[str]:
         (work / "models" / variant).mkdir(parents=True)
         shutil.copy(model / "model.tar.gz", work / "models" / variant / "model.tar.gz")
 
-    traffic = generate_customers(records, seed=seed)
-    scores = booster.inplace_predict(traffic[names].to_numpy(np.float32))
-    rows = traffic[names].to_csv(header=False, index=False, float_format="%.10g").splitlines()
-    rng = np.random.default_rng(seed)
-    route = rng.choice(len(VARIANTS), size=records, p=list(VARIANTS.values()))
-    labels = traffic[schema.label.name].to_numpy()
-    for number, variant in enumerate(VARIANTS):
-        folder = work / "capture" / "churn-bench" / variant / "2026" / "12" / "01" / "10"
-        folder.mkdir(parents=True)
-        chosen = np.flatnonzero(route == number)
-        for start in range(0, len(chosen), RECORDS_PER_FILE):
-            part = chosen[start : start + RECORDS_PER_FILE]
-            lines = [
-                RECORD.format(
-                    row=rows[i], score=scores[i], event=f"{i:032x}", id=f"req-{i}", minute=(i // 60) % 60, second=i % 60
+    def write_window(root: Path, date: str, records: int, seed: int, prefix: str, *, labelled: bool) -> None:
+        """One hour of capture of both variants under ``root``; with ground truth for all of it when labelled."""
+        traffic = generate_customers(records, seed=seed)
+        scores = booster.inplace_predict(traffic[names].to_numpy(np.float32))
+        rows = traffic[names].to_csv(header=False, index=False, float_format="%.10g").splitlines()
+        rng = np.random.default_rng(seed)
+        route = rng.choice(len(VARIANTS), size=records, p=list(VARIANTS.values()))
+        for number, variant in enumerate(VARIANTS):
+            folder = root / "churn-bench" / variant / Path(*date.split("-")) / "10"
+            folder.mkdir(parents=True)
+            chosen = np.flatnonzero(route == number)
+            for start in range(0, len(chosen), RECORDS_PER_FILE):
+                part = chosen[start : start + RECORDS_PER_FILE]
+                lines = [
+                    RECORD.format(
+                        row=rows[i],
+                        score=scores[i],
+                        event=f"{i:032x}",
+                        id=f"{prefix}-{i}",
+                        date=date,
+                        minute=(i // 60) % 60,
+                        second=i % 60,
+                    )
+                    for i in part
+                ]
+                (folder / f"{variant}-{start:08d}.jsonl").write_text("\n".join(lines) + "\n")
+        if not labelled:
+            return
+        labels = traffic[schema.label.name].to_numpy()
+        truth = work / "ground-truth" / "2026" / "12" / "01" / "11"
+        truth.mkdir(parents=True, exist_ok=True)
+        with (truth / f"labels-{prefix}.jsonl").open("w") as handle:
+            for i in range(records):
+                handle.write(
+                    f'{{"groundTruthData":{{"data":"{labels[i]}","encoding":"CSV"}},'
+                    f'"eventMetadata":{{"eventId":"{prefix}-{i}"}},"eventVersion":"0"}}\n'
                 )
-                for i in part
-            ]
-            (folder / f"{variant}-{start:08d}.jsonl").write_text("\n".join(lines) + "\n")
-    truth = work / "ground-truth" / "2026" / "12" / "01" / "11"
-    truth.mkdir(parents=True)
-    with (truth / "labels.jsonl").open("w") as handle:
-        for i in range(records):
-            handle.write(
-                f'{{"groundTruthData":{{"data":"{labels[i]}","encoding":"CSV"}},"eventMetadata":{{"eventId":"req-{i}"}},'
-                '"eventVersion":"0"}\n'
-            )
+
+    # As the platform backend runs it, the labels are those of the window one label delay (a day) back,
+    # read with its capture; the window's own labels arrive tomorrow. ``labels_on_window``: the labels
+    # are the window's own (a run without a labelled capture).
+    write_window(work / "capture", "2026-12-01", records, seed, "req", labelled=labels_on_window)
+    if not labels_on_window:
+        write_window(work / "labelled" / "capture", "2026-11-30", records, seed + 1, "early", labelled=True)
     return [
         "--capture", str(work / "capture"),
+        "--labelled-capture", str(work / "labelled" / "capture"),
         "--ground-truth", str(work / "ground-truth"),
         "--baselines", str(work / "baselines"),
         "--models", str(work / "models"),
@@ -126,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument(
+        "--labels-on-window",
+        action="store_true",
+        help="label the window's own records instead of a labelled capture one day back (one capture pass)",
+    )
+    parser.add_argument(
         "--keep", type=Path, help="build the inputs in this folder and keep them (default: a temporary one)"
     )
     args = parser.parse_args(argv)
@@ -137,12 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         started = time.perf_counter()
-        arguments = build_inputs(work, args.records, args.seed)
+        arguments = build_inputs(work, args.records, args.seed, labels_on_window=args.labels_on_window)
         size = sum(p.stat().st_size for p in (work / "capture").rglob("*.jsonl"))
+        labelled = (
+            "ground truth for every record of the window (no labelled capture)"
+            if args.labels_on_window
+            else f"a labelled capture of {args.records:,} records one day back with ground truth for every one"
+        )
         print(
             f"inputs: {args.records:,} captured records ({size / 2**20:,.0f} MiB of capture JSON lines, "
-            f"{len(VARIANTS)} variants {'/'.join(f'{w:.0%}' for w in VARIANTS.values())}), ground truth for every "
-            f"record, built in {time.perf_counter() - started:.1f} s",
+            f"{len(VARIANTS)} variants {'/'.join(f'{w:.0%}' for w in VARIANTS.values())}), {labelled}, "
+            f"built in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
         environment = {
@@ -161,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         summary = json.loads((work / "output" / "summary.json").read_text())
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items() if k != "total")
+        extra = "" if args.labels_on_window else f" (+ {args.records:,} in the labelled capture)"
         print(
-            f"monitor.py: {seconds:.1f} s wall for {args.records:,} records = {args.records / seconds:,.0f} records/s"
+            f"monitor.py: {seconds:.1f} s wall for {args.records:,} records{extra} = "
+            f"{args.records / seconds:,.0f} window records/s"
         )
         print(f"peak memory (the monitor process's max RSS): {peak / 2**20:,.0f} MiB")
         print(f"phases: {phases}; interpreter start and imports: {seconds - summary['seconds']['total']:.1f} s")

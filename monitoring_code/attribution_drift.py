@@ -27,7 +27,8 @@ def load_model(folder: Path) -> xgb.Booster:
     direct = folder / MODEL_FILE
     if direct.is_file():
         return xgb.Booster(model_file=bytearray(direct.read_bytes()))
-    archives = sorted(folder.glob("*.tar.gz"))
+    # model.tar.gz first: the folder may hold other archives or the variant's baseline files too.
+    archives = sorted(folder.glob("*.tar.gz"), key=lambda path: (path.name != "model.tar.gz", path.name))
     if not archives:
         raise DataError(f"no {MODEL_FILE} and no model.tar.gz in {folder}; give the job the model the variant serves")
     with tarfile.open(archives[0]) as archive:

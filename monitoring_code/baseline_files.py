@@ -26,6 +26,8 @@ SAMPLE = "baseline_sample.csv"
 MANIFEST = "manifest.json"
 EVALUATION = "evaluation.json"  # the served version's registered evaluation, next to its baseline
 SCORE_COLUMN = "prediction_score"
+# A folder holding one of these is a baseline folder (monitor.py ignores a variant folder holding neither).
+BASELINE_MARKERS = ("data_quality", SAMPLE)
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:

@@ -199,6 +199,13 @@ def capture_files(root: Path) -> list[tuple[str, Path]]:
     return [(variant_of(path, root), path) for path in files]
 
 
+def holds_capture(root: Path | None) -> bool:
+    """Whether ``root`` is a folder holding at least one capture file (a missing or empty one holds none)."""
+    if root is None or not root.is_dir():
+        return False
+    return any(p.is_file() and p.name.endswith(CAPTURE_SUFFIXES) for p in root.rglob("*"))
+
+
 def read_lines(path: Path) -> Iterator[str]:
     if path.name.endswith(".gz"):
         with gzip.open(path, "rt", encoding="utf-8", errors="replace") as compressed:

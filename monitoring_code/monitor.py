@@ -1,8 +1,12 @@
 """Processing step: one monitoring run over one window of an endpoint's captured traffic, every variant.
 
 Reads the window's data capture (SageMaker's JSON lines under ``<endpoint>/<variant>/yyyy/mm/dd/hh/``),
-the ground truth that has arrived for it, and per variant the baselines of the model version it
-serves, and writes under ``--output``:
+optionally the capture of the window one label delay back (``--labelled-capture``), the ground truth
+that has arrived, and per variant the baselines of the model version it serves. Data quality,
+integrity, attribution and the prediction-only bias metrics (DPPL, DI) judge the window's capture;
+model quality, the label-based bias metrics (recall and false-positive-rate gaps) and the challenger
+comparison judge the ground truth matched against the labelled capture, or against the window's
+capture when the run has none. It writes under ``--output``:
 
 - ``<Variant>/statistics.json`` and ``<Variant>/constraint_violations.json`` (Model Monitor's formats),
   and, when evaluated, ``model_quality.json``, ``bias.json`` and ``attribution.json``;
@@ -15,9 +19,10 @@ evaluation, bias drift of the protected attributes' segments, attribution (SHAP)
 challenger against the champion. A violation is a result, not a failure: the job exits 0; it exits 2
 only when its inputs or settings are unusable.
 
-    python3 monitor.py --capture capture/ --ground-truth ground-truth/ --baselines baselines/ \\
-        --models models/ --endpoint churn-prod --window-start 2026-12-01T10:00:00Z \\
-        --window-end 2026-12-01T11:00:00Z --output report/
+    python3 monitor.py --capture capture/ --labelled-capture labelled/capture/ \\
+        --ground-truth labelled/ground-truth/ --baselines baselines/ --models models/ \\
+        --endpoint churn-prod --window-start 2026-12-01T10:00:00Z --window-end 2026-12-01T11:00:00Z \\
+        --output report/
 """
 
 from __future__ import annotations
@@ -39,8 +44,16 @@ import attribution_drift
 import bias_drift
 import challenger
 import model_quality
-from baseline_files import Baseline, read_baseline
-from capture_format import CaptureChunk, GroundTruth, Malformed, parse_time, read_capture, read_ground_truth
+from baseline_files import BASELINE_MARKERS, Baseline, read_baseline
+from capture_format import (
+    CaptureChunk,
+    GroundTruth,
+    Malformed,
+    holds_capture,
+    parse_time,
+    read_capture,
+    read_ground_truth,
+)
 from data_quality import FeatureStatistics, drift, feature_specs, integrity, parse_rows, statistics_json
 from feature_schema import FeatureSchema, load_schema
 from monitor_config import MonitorConfig, load_config
@@ -57,33 +70,63 @@ Violation = dict[str, Any]
 
 
 @dataclass
-class VariantWindow:
-    """Everything one pass over the capture collects for one variant, in bounded memory."""
+class LabelledRows:
+    """A variant's captured rows that have a usable label: score, label, protected values, join id."""
 
-    name: str
-    statistics: FeatureStatistics
-    malformed: Malformed = field(default_factory=Malformed)
-    predictions: dict[tuple[str, float], bias_drift.SegmentCounts] = field(default_factory=dict)
-    scores: list[NDArray[np.float64]] = field(default_factory=list)  # labelled rows only
+    width: int  # columns of ``protected``: one per protected attribute
+    scores: list[NDArray[np.float64]] = field(default_factory=list)
     labels: list[NDArray[np.float64]] = field(default_factory=list)
     protected: list[NDArray[np.float64]] = field(default_factory=list)
     ids: list[NDArray[np.str_]] = field(default_factory=list)
-    unusable_labels: int = 0
-    protected_width: int = 0  # columns of ``protected``: one per protected attribute
+    unusable: int = 0  # ground-truth entries of captured rows that are not a usable label
 
-    @property
-    def records(self) -> int:
-        return self.statistics.rows + self.statistics.short + self.statistics.long
+    def add(
+        self,
+        scores: NDArray[np.float64],
+        labels: NDArray[np.float64],
+        protected: NDArray[np.float64],
+        ids: NDArray[np.str_],
+    ) -> None:
+        self.scores.append(scores)
+        self.labels.append(labels)
+        self.protected.append(protected)
+        self.ids.append(ids)
 
-    def labelled(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.str_]]:
+    def arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.str_]]:
         if not self.labels:
-            return np.empty(0), np.empty(0), np.empty((0, self.protected_width)), np.empty(0, dtype=str)
+            return np.empty(0), np.empty(0), np.empty((0, self.width)), np.empty(0, dtype=str)
         return (
             np.concatenate(self.scores),
             np.concatenate(self.labels),
             np.concatenate(self.protected),
             np.concatenate(self.ids),
         )
+
+
+@dataclass
+class VariantWindow:
+    """Everything the passes over the capture collect for one variant, in bounded memory: statistics,
+    integrity and prediction counts of the window's capture, and the labelled rows (of the labelled
+    capture when the run has one, else of the window's capture)."""
+
+    name: str
+    statistics: FeatureStatistics
+    labelled_rows: LabelledRows
+    malformed: Malformed = field(default_factory=Malformed)
+    predictions: dict[tuple[str, float], bias_drift.SegmentCounts] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        return self.statistics.rows + self.statistics.short + self.statistics.long
+
+    def labelled(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.str_]]:
+        return self.labelled_rows.arrays()
+
+
+def _new_window(name: str, schema: FeatureSchema, config: MonitorConfig, width: int) -> VariantWindow:
+    seed = sum(map(ord, name))  # stable per variant
+    statistics = FeatureStatistics(feature_specs(schema), config.drift_sample_size, seed=seed)
+    return VariantWindow(name, statistics, LabelledRows(width))
 
 
 def _scores(texts: list[str]) -> NDArray[np.float64]:
@@ -96,14 +139,13 @@ def _scores(texts: list[str]) -> NDArray[np.float64]:
     return values
 
 
-def _labels(chunk: CaptureChunk, keep: NDArray[np.bool_], truth: GroundTruth) -> tuple[NDArray[np.float64], int]:
-    """The label of each kept row (NaN when none) and how many ground-truth entries were unusable."""
-    lookup = truth.labels.get
-    texts = [lookup(chunk.ids[i]) for i in np.flatnonzero(keep)]
+def _label_values(
+    texts: list[str | None], positions: NDArray[np.int64], sizes: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], int]:
+    """The label of each row from its request's ground-truth text (NaN when none) and how many texts
+    were unusable (not a label value, or not one label per row of a multi-row request)."""
     labels = np.full(len(texts), np.nan)
     unusable = 0
-    positions = np.asarray(chunk.positions)[keep]
-    sizes = np.asarray(chunk.sizes)[keep]
     for index, text in enumerate(texts):
         if text is None:
             continue
@@ -119,10 +161,18 @@ def _labels(chunk: CaptureChunk, keep: NDArray[np.bool_], truth: GroundTruth) ->
     return labels, unusable
 
 
+def _labels(chunk: CaptureChunk, keep: NDArray[np.bool_], truth: GroundTruth) -> tuple[NDArray[np.float64], int]:
+    """The label of each kept row (NaN when none) and how many ground-truth entries were unusable."""
+    lookup = truth.labels.get
+    texts = [lookup(chunk.ids[i]) for i in np.flatnonzero(keep)]
+    return _label_values(texts, np.asarray(chunk.positions)[keep], np.asarray(chunk.sizes)[keep])
+
+
 def accumulate(
     capture: Path, truth: GroundTruth, schema: FeatureSchema, config: MonitorConfig, *, chunk_rows: int = 50_000
 ) -> tuple[dict[str, VariantWindow], set[str]]:
-    """One streaming pass over the capture: per-variant statistics, labelled rows, segment counts."""
+    """One streaming pass over the window's capture: per-variant statistics and segment counts, and the
+    rows ``truth`` labels (an empty ``GroundTruth`` when the labels are matched in a labelled capture)."""
     specs = feature_specs(schema)
     names = schema.model_features
     protected = protected_attributes(schema, config)
@@ -133,10 +183,7 @@ def accumulate(
     for chunk in read_capture(capture, names, chunk_rows=chunk_rows, malformed=malformed):
         window = windows.get(chunk.variant)
         if window is None:
-            seed = sum(map(ord, chunk.variant))  # stable per variant
-            statistics = FeatureStatistics(specs, config.drift_sample_size, seed=seed)
-            window = VariantWindow(chunk.variant, statistics, protected_width=len(protected))
-            windows[chunk.variant] = window
+            window = windows[chunk.variant] = _new_window(chunk.variant, schema, config, len(protected))
         scores = _scores(chunk.scores)
         bad_score = np.isnan(scores)
         if bad_score.any():
@@ -155,24 +202,73 @@ def accumulate(
             bias_drift.count_predictions(window.predictions, name, allowed, parsed.values[:, index], predicted)
         if truth.labels:
             labels, unusable = _labels(chunk, keep, truth)
-            window.unusable_labels += unusable
+            window.labelled_rows.unusable += unusable
             has = ~np.isnan(labels)
             if has.any():
                 ids = np.asarray(chunk.ids, dtype=str)[keep][has]
                 matched.update(ids.tolist())
-                window.scores.append(kept_scores[has])
-                window.labels.append(labels[has])
-                window.protected.append(parsed.values[has][:, protected_index])
-                window.ids.append(ids)
+                window.labelled_rows.add(kept_scores[has], labels[has], parsed.values[has][:, protected_index], ids)
     for variant, bad in malformed.items():
         window = windows.get(variant)
         if window is None:
-            statistics = FeatureStatistics(specs, config.drift_sample_size)
-            window = VariantWindow(variant, statistics, protected_width=len(protected))
-            windows[variant] = window
+            window = windows[variant] = _new_window(variant, schema, config, len(protected))
         window.malformed.counts.update(bad.counts)
         window.malformed.examples = (bad.examples + window.malformed.examples)[:5]
     return windows, matched
+
+
+@dataclass
+class LabelledCapture:
+    """What the pass over the labelled capture found: each variant's labelled rows, and counts."""
+
+    rows: dict[str, LabelledRows]
+    matched: set[str]  # ground-truth ids matched to a captured row
+    records: int = 0  # captured rows read, labelled or not
+    malformed: int = 0  # unusable lines and labelled rows: counted here, judged in their own window
+
+
+def accumulate_labelled(
+    capture: Path, truth: GroundTruth, schema: FeatureSchema, config: MonitorConfig, *, chunk_rows: int = 50_000
+) -> LabelledCapture:
+    """One streaming pass over the labelled capture (the window one label delay back): per variant, the
+    rows ``truth`` labels. Only labelled rows are parsed; this capture's data quality was judged by the
+    run of its own window, so its broken records are counted here, not judged again."""
+    specs = feature_specs(schema)
+    names = schema.model_features
+    protected = protected_attributes(schema, config)
+    protected_index = [names.index(name) for name, _ in protected]
+    malformed: dict[str, Malformed] = {}
+    found = LabelledCapture(rows={}, matched=set())
+    lookup = truth.labels.get
+    for chunk in read_capture(capture, names, chunk_rows=chunk_rows, malformed=malformed):
+        rows = found.rows.get(chunk.variant)
+        if rows is None:
+            rows = found.rows[chunk.variant] = LabelledRows(len(protected))
+        found.records += len(chunk)
+        texts = [lookup(i) for i in chunk.ids]
+        selected = np.flatnonzero([text is not None for text in texts])
+        if not len(selected):
+            continue
+        scores = _scores([chunk.scores[i] for i in selected])
+        usable = ~np.isnan(scores)
+        found.malformed += int((~usable).sum())
+        selected, scores = selected[usable], scores[usable]
+        parsed = parse_rows([chunk.rows[i] for i in selected], specs)
+        found.malformed += parsed.short + parsed.long
+        selected, scores = selected[parsed.kept], scores[parsed.kept]
+        labels, unusable = _label_values(
+            [texts[i] for i in selected], np.asarray(chunk.positions)[selected], np.asarray(chunk.sizes)[selected]
+        )
+        rows.unusable += unusable
+        has = ~np.isnan(labels)
+        if has.any():
+            ids = np.asarray(chunk.ids, dtype=str)[selected][has]
+            found.matched.update(ids.tolist())
+            rows.add(scores[has], labels[has], parsed.values[has][:, protected_index], ids)
+    for variant, bad in malformed.items():
+        found.rows.setdefault(variant, LabelledRows(len(protected)))
+        found.malformed += bad.total
+    return found
 
 
 def protected_attributes(schema: FeatureSchema, config: MonitorConfig) -> list[tuple[str, tuple[float, ...]]]:
@@ -344,12 +440,27 @@ class RunInputs:
     window_end: str
     champion: str = "Champion"
     namespace: str = DEFAULT_NAMESPACE
+    # The capture of the window one label delay back, whose labels have arrived: model quality, the
+    # label-based bias metrics and the challenger comparison match the ground truth against it. None,
+    # a missing or an empty folder: the ground truth is matched against ``capture``.
+    labelled_capture: Path | None = None
 
 
 def _subfolders(root: Path | None) -> dict[str, Path]:
     if root is None or not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
+
+
+def _baseline_folders(root: Path) -> dict[str, Path]:
+    """The ``<Variant>/`` folders of ``root`` that hold baseline.py's output. Other files next to it (the
+    model, the resolver's ``package.json``) are ignored, and so is a folder with none of its files (a
+    variant's model alone, when baselines and models share a folder)."""
+    return {
+        name: folder
+        for name, folder in _subfolders(root).items()
+        if any((folder / marker).exists() for marker in BASELINE_MARKERS)
+    }
 
 
 def run(inputs: RunInputs, config: MonitorConfig, schema: FeatureSchema | None = None) -> dict[str, Any]:
@@ -362,21 +473,51 @@ def run(inputs: RunInputs, config: MonitorConfig, schema: FeatureSchema | None =
             f"baselines folder {inputs.baselines} does not exist; give the job one <Variant>/ folder per variant"
         )
     truth = read_ground_truth(inputs.ground_truth)
-    windows, matched = accumulate(inputs.capture, truth, schema, config)
-    seconds = {"read": time.perf_counter() - started}
-    baseline_folders = _subfolders(inputs.baselines)
-    model_folders = _subfolders(inputs.models)
     width = len(protected_attributes(schema, config))
+    labelled_capture = inputs.labelled_capture if holds_capture(inputs.labelled_capture) else None
+    # The window's capture: data quality, integrity, attribution, predictions (and the labels when the
+    # run has no labelled capture).
+    windows, matched = accumulate(
+        inputs.capture, truth if labelled_capture is None else GroundTruth({}), schema, config
+    )
+    seconds = {"read": time.perf_counter() - started}
+    if labelled_capture is None:
+        labels = {
+            "matched_in": "capture",
+            "records": sum(window.records for window in windows.values()),
+            "note": (
+                "no --labelled-capture given"
+                if inputs.labelled_capture is None
+                else f"--labelled-capture {inputs.labelled_capture} is missing or holds no capture files"
+            )
+            + ": the ground truth is matched against the window's capture",
+        }
+    else:
+        found = (
+            accumulate_labelled(labelled_capture, truth, schema, config)
+            if truth.labels
+            else LabelledCapture(rows={}, matched=set(), records=0)
+        )
+        for name, rows in found.rows.items():
+            if name not in windows:  # served then, not now: its labelled rows are still judged
+                windows[name] = _new_window(name, schema, config, width)
+            windows[name].labelled_rows = rows
+        matched = found.matched
+        labels = {"matched_in": "labelled_capture", "records": found.records, "malformed": found.malformed}
+        if not truth.labels:
+            labels["note"] = "no ground truth: the labelled capture was not read"
+    seconds["read_labelled"] = time.perf_counter() - started - sum(seconds.values())
+    baseline_folders = _baseline_folders(inputs.baselines)
+    model_folders = _subfolders(inputs.models)
     for name in baseline_folders:  # a variant that served nothing in the window still reports zeros
         if name not in windows:
-            statistics = FeatureStatistics(feature_specs(schema), config.drift_sample_size)
-            windows[name] = VariantWindow(name, statistics, protected_width=width)
+            windows[name] = _new_window(name, schema, config, width)
     results = {}
     for name in sorted(windows):
         baseline = read_baseline(baseline_folders[name], names) if name in baseline_folders else None
         results[name] = judge_variant(windows[name], baseline, model_folders.get(name), schema, config)
 
-    seconds["judge"] = time.perf_counter() - started - seconds["read"]
+    seconds["judge"] = time.perf_counter() - started - sum(seconds.values())
     comparisons = []
     if inputs.champion in windows:
         champion_data = _labelled(windows[inputs.champion])
@@ -388,8 +529,9 @@ def run(inputs: RunInputs, config: MonitorConfig, schema: FeatureSchema | None =
                     )
                 )
 
-    unusable = sum(window.unusable_labels for window in windows.values())
+    unusable = sum(window.labelled_rows.unusable for window in windows.values())
     summary = _summary(inputs, config, results, comparisons, truth, matched, unusable)
+    summary["labels"] = labels
     output = inputs.output
     output.mkdir(parents=True, exist_ok=True)
     for name, result in results.items():
@@ -410,10 +552,10 @@ def run(inputs: RunInputs, config: MonitorConfig, schema: FeatureSchema | None =
                 ),
             )
     _write(output / "metrics.json", metrics_document(inputs, results, comparisons, summary))
-    seconds["compare"] = time.perf_counter() - started - seconds["read"] - seconds["judge"]
+    seconds["compare"] = time.perf_counter() - started - sum(seconds.values())
     write_report(output / "report.html", summary, results, comparisons, names)
+    seconds["report"] = time.perf_counter() - started - sum(seconds.values())
     seconds["total"] = time.perf_counter() - started
-    seconds["report"] = seconds["total"] - seconds["read"] - seconds["judge"] - seconds["compare"]
     summary["seconds"] = {name: round(value, 3) for name, value in seconds.items()}
     _write(output / "summary.json", summary)
     return summary
@@ -632,7 +774,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--capture", type=Path, default=inputs / "capture", help="data-capture files (default: %(default)s)"
     )
     parser.add_argument(
-        "--ground-truth", type=Path, default=inputs / "ground_truth", help="ground truth (default: %(default)s)"
+        "--labelled-capture",
+        type=Path,
+        default=inputs / "labelled" / "capture",
+        help="data-capture files of the window one label delay back, whose labels have arrived: model quality, "
+        "label-based bias metrics and the challenger comparison are judged on them; a missing or empty folder "
+        "means none, and the ground truth is matched against --capture (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ground-truth",
+        type=Path,
+        default=inputs / "labelled" / "ground-truth",
+        help="Model Monitor ground truth; a missing or empty folder means no labels (default: %(default)s)",
     )
     parser.add_argument(
         "--baselines",
@@ -693,6 +846,7 @@ def main(argv: Sequence[str]) -> None:
         window_end=end,
         champion=args.champion_variant,
         namespace=args.metric_namespace,
+        labelled_capture=args.labelled_capture,
     )
     summary = run(inputs, config)
     print(format_summary(summary, args.output), flush=True)
@@ -722,6 +876,12 @@ def format_summary(summary: dict[str, Any], output: Path) -> str:
                 f"  {comparison['challenger']} vs {comparison['champion']}: AUC {comparison['difference']:+.4f} "
                 f"{comparison['interval']}, {comparison['verdict']}"
             )
+    labels = summary["labels"]
+    where = "the labelled capture" if labels["matched_in"] == "labelled_capture" else "the window's capture"
+    lines.append(
+        f"  labels: {summary['ground_truth']['records']} ground-truth records matched against {where} "
+        f"({labels['records']} records)" + (f"; {labels['note']}" if "note" in labels else "")
+    )
     lines.append(f"  retrain: {'yes' if summary['retrain_recommended'] else 'no'} ({summary['retrain_reason']})")
     lines.append(f"  report: {output / 'report.html'}")
     return "\n".join(lines)

@@ -182,6 +182,17 @@ def write_report(
         f"<p>Ground truth: {truth['records']} records, {truth['duplicates']} duplicate ids, "
         f"{truth['malformed']} malformed lines, {truth['unmatched']} ids with no captured request.</p>"
     )
+    labels = summary["labels"]
+    where = (
+        "the labelled capture (the window one label delay back)"
+        if labels["matched_in"] == "labelled_capture"
+        else "this window's capture"
+    )
+    note = f" {html.escape(labels['note'])}." if "note" in labels else ""
+    parts.append(
+        f"<p>Model quality, label-based bias metrics and challenger comparisons: labels matched against {where}, "
+        f"{labels['records']} records.{note}</p>"
+    )
     for name, result in results.items():
         parts.append(_variant_section(name, result, summary["variants"][name], names))
     parts.append("</body></html>")

@@ -284,12 +284,22 @@ def prepare(
 
 
 def monitor_arguments(
-    replayed: Replay, monitored: Monitored, output: Path, *, config: Path | None = None, endpoint: str = ENDPOINT
+    replayed: Replay,
+    monitored: Monitored,
+    output: Path,
+    *,
+    config: Path | None = None,
+    endpoint: str = ENDPOINT,
+    labelled: Replay | None = None,
 ) -> list[str]:
-    """The monitor.py command line the job would run for this replay."""
+    """The monitor.py command line the job would run for this replay. ``labelled``: a replay of the
+    window one label delay back (``start=WINDOW_START - label delay``), whose capture and ground truth
+    the job then judges model quality on, as the platform backend passes them."""
+    truth = replayed.ground_truth if labelled is None else labelled.ground_truth
     arguments = [
         "--capture", str(replayed.capture),
-        "--ground-truth", str(replayed.ground_truth),
+        *(["--labelled-capture", str(labelled.capture)] if labelled is not None else []),
+        "--ground-truth", str(truth),
         "--baselines", str(monitored.baselines),
         "--models", str(monitored.models),
         "--endpoint", endpoint,

@@ -170,3 +170,66 @@ def test_ground_truth_is_read_with_duplicates_and_broken_lines_counted(tmp_path)
     assert truth.labels == {"x": "0", "y": "0", "z": "1"}  # the later file wins for x
     assert (truth.records, truth.duplicates, truth.malformed.total) == (4, 1, 2)
     assert read_ground_truth(tmp_path / "absent").labels == {}
+
+
+def test_the_labelled_capture_pass_labels_the_same_rows_as_the_window_pass(tmp_path) -> None:
+    """monitor.py reads labels either in the window's capture (one pass with the statistics) or in the
+    labelled capture (a pass that parses labelled rows only): both must find the same labelled rows,
+    whatever the requests hold (several rows, broken rows or scores, unusable or missing labels)."""
+    import numpy as np
+
+    from churn_data import generate_customers
+    from feature_schema import load_schema
+    from monitor import accumulate, accumulate_labelled
+    from monitor_config import MonitorConfig
+
+    schema = load_schema()
+    names = list(schema.model_features)
+    rows = [",".join(f"{v:g}" for v in row) for row in generate_customers(240, seed=3)[names].to_numpy()]
+    rng = np.random.default_rng(5)
+    records: dict[str, list[dict[str, Any]]] = {"Champion": [], "Challenger": []}
+    labels = []
+    index = 0
+    for number in range(120):
+        size = 3 if number % 7 == 0 else 1
+        batch = rows[index : index + size]
+        index += size
+        if number % 11 == 0:
+            batch[0] = batch[0].rsplit(",", 1)[0]  # a row short of a value
+        scores = [f"{rng.random():.6f}" for _ in batch]
+        if number % 13 == 0:
+            scores[0] = "nan"  # not a score
+        request_id = f"r{number}"
+        variant = "Champion" if number % 3 else "Challenger"
+        records[variant].append(record("\n".join(batch), "\n".join(scores), inference_id=request_id))
+        if number % 5 == 4:
+            continue  # no label yet
+        text = "\n".join(str(int(rng.random() < 0.3)) for _ in batch)
+        if number % 17 == 0:
+            text = "2"  # not a label value (or not one per row)
+        labels.append(ground_truth_record(request_id, text))
+    labels.append(ground_truth_record("never-captured", "1"))
+    for variant, items in records.items():
+        write_capture(tmp_path / "capture", "ep", variant, items, "f")
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "truth" / "labels.jsonl").write_text("\n".join(json.dumps(r) for r in labels) + "\n")
+    truth = read_ground_truth(tmp_path / "truth")
+    config = MonitorConfig()
+
+    windows, matched = accumulate(tmp_path / "capture", truth, schema, config, chunk_rows=16)
+    found = accumulate_labelled(tmp_path / "capture", truth, schema, config, chunk_rows=16)
+
+    assert found.matched == matched
+    assert "never-captured" not in matched
+    assert found.records == sum(w.records + w.malformed.total for w in windows.values())
+    # Broken lines, and broken rows among the labelled ones (unlabelled rows are not parsed).
+    broken = sum(w.malformed.total + w.statistics.short + w.statistics.long for w in windows.values())
+    assert 0 < found.malformed < broken
+    assert set(found.rows) == set(windows) == {"Champion", "Challenger"}
+    for variant, window in windows.items():
+        expected, got = window.labelled(), found.rows[variant].arrays()
+        assert len(expected[1]) > 10
+        for want, have in zip(expected, got, strict=True):
+            np.testing.assert_array_equal(want, have)
+        assert found.rows[variant].unusable == window.labelled_rows.unusable
+    assert sum(w.labelled_rows.unusable for w in windows.values()) > 0

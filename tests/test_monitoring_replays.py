@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.monitoring_support import MonitoringSetup, monitoring_setup
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = 4000
+LABEL_DELAY = timedelta(hours=24)  # monitoring.label_delay_hours' default
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +110,137 @@ def test_c_flipped_labels_are_a_model_quality_violation(setup, tmp_path) -> None
     assert champion["violations"]["data_drift"] == 0  # the requests did not change, the labels did
     assert summary["retrain_recommended"] is True
     assert metric(output, "model_quality_violations") == len(found)
+
+
+def test_c_flipped_labels_that_arrive_a_day_late_are_judged_on_the_labelled_capture(setup, tmp_path) -> None:
+    """As the platform backend runs it: the window's capture has no label yet; the capture of the window
+    one label delay back (20 % flipped labels) has its labels now. Data quality judges the window
+    (one feature x1.3: drift), model quality the labelled capture (a violation), each on its own rows."""
+    shifted = "monthly_charges"
+    window = local_monitoring.replay(
+        tmp_path / "window",
+        models={"Champion": setup.model_dir},
+        scenario=Scenario("now", shift=((shifted, 1.3),)),
+        records=RECORDS,
+        seed=111,
+        labelled=0.0,  # no label has arrived for this window
+    )
+    earlier = local_monitoring.replay(
+        tmp_path / "earlier",
+        models={"Champion": setup.model_dir},
+        scenario=Scenario("flipped", flip_labels=0.2),
+        records=3000,
+        seed=112,
+        start=local_monitoring.WINDOW_START - LABEL_DELAY,
+    )
+    output = tmp_path / "output"
+    arguments = local_monitoring.monitor_arguments(window, setup.monitored, output, labelled=earlier)
+    code, summary, printed = local_monitoring.run_monitor(arguments)
+    assert code == 0, printed
+    assert summary is not None
+    champion = summary["variants"]["Champion"]
+    assert champion["records"] == RECORDS  # data quality: the window's capture
+    assert champion["labelled_records"] == 3000  # model quality: the labelled capture
+    assert summary["labels"] == {"matched_in": "labelled_capture", "records": 3000, "malformed": 0}
+    assert summary["ground_truth"]["unmatched"] == 0
+    found = [v for v in violations(output) if v["monitoring_type"] == "ModelQuality"]
+    assert {v["metric_name"] for v in found} >= {"auc", "accuracy"}
+    assert champion["drifted_features"] == [shifted]
+    assert champion["checks"]["attribution_drift"].startswith("evaluated")
+    assert champion["checks"]["bias_drift"] == "evaluated"
+    assert metric(output, "records_analyzed") == RECORDS
+    assert metric(output, "labelled_records") == 3000
+    assert (
+        metric(output, "auc")
+        < json.loads(setup.evaluation.read_text())["binary_classification_metrics"]["auc"]["value"] - 0.05
+    )
+    assert "matched against the labelled capture (3000 records)" in printed
+    # Bias: DPPL and DI from the window's predictions, the recall and FPR gaps from the labelled rows.
+    bias = json.loads((output / "Champion" / "bias.json").read_text())["post_training_bias_metrics"]["facets"]
+    values = {m["name"]: m["value"] for entries in bias.values() for entry in entries for m in entry["metrics"]}
+    assert set(values) == {"DPPL", "DI", "RD", "FPRD"}
+    assert all(value is not None for value in values.values()), values
+
+    # The same window without the labelled capture: its own capture has no label, nothing is judged.
+    code, summary, _ = local_monitoring.run_monitor(
+        local_monitoring.monitor_arguments(window, setup.monitored, tmp_path / "alone")
+    )
+    assert code == 0
+    assert summary is not None
+    assert summary["variants"]["Champion"]["labelled_records"] == 0
+    assert summary["variants"]["Champion"]["checks"]["model_quality"].startswith("skipped: 0 labelled records")
+    assert summary["labels"]["matched_in"] == "capture"
+
+
+def test_missing_or_empty_labelled_inputs_mean_none(setup, tmp_path) -> None:
+    """The job's labelled input may hold only the resolver's note (no labelled capture, no ground truth),
+    or ground truth without the capture it labels: a missing or empty folder is "none"."""
+    replayed = local_monitoring.replay(
+        tmp_path / "replay", models={"Champion": setup.model_dir}, scenario=Scenario("clean"), records=1500, seed=707
+    )
+    labelled = tmp_path / "input" / "labelled"
+    labelled.mkdir(parents=True)
+    (labelled / "NO_LABELLED_DATA.txt").write_text("No capture or ground truth for the labelled window.\n")
+    (labelled / "capture").mkdir()  # empty
+
+    def run(capture: Path, truth: Path, name: str) -> dict[str, Any]:
+        arguments = local_monitoring.monitor_arguments(replayed, setup.monitored, tmp_path / name)
+        arguments[arguments.index("--ground-truth") + 1] = str(truth)
+        code, summary, printed = local_monitoring.run_monitor([*arguments, "--labelled-capture", str(capture)])
+        assert code == 0, printed
+        assert summary is not None
+        return summary
+
+    # A missing or empty labelled capture: the labels are matched against the window's capture, as before.
+    for capture in (labelled / "capture", labelled / "absent"):
+        summary = run(capture, replayed.ground_truth, capture.name)
+        assert summary["labels"]["matched_in"] == "capture"
+        assert f"--labelled-capture {capture} is missing or holds no capture files" in summary["labels"]["note"]
+        assert summary["variants"]["Champion"]["labelled_records"] == 1500
+        assert summary["variants"]["Champion"]["checks"]["model_quality"].startswith("evaluated")
+    # No ground truth (missing, or an empty folder): no labels, the rest is judged.
+    (labelled / "ground-truth").mkdir()
+    for truth in (labelled / "ground-truth", labelled / "no-such-folder"):
+        summary = run(labelled / "capture", truth, f"no-labels-{truth.name}")
+        champion = summary["variants"]["Champion"]
+        assert summary["ground_truth"]["records"] == 0
+        assert champion["labelled_records"] == 0
+        assert champion["checks"]["model_quality"].startswith("skipped: 0 labelled records")
+        assert champion["checks"]["data_drift"] == "evaluated"
+        assert champion["records"] == 1500
+    # A labelled capture with no ground truth: it is not even read.
+    summary = run(replayed.capture, labelled / "ground-truth", "unlabelled-capture")
+    assert summary["labels"] == {
+        "matched_in": "labelled_capture",
+        "records": 0,
+        "malformed": 0,
+        "note": "no ground truth: the labelled capture was not read",
+    }
+    assert summary["variants"]["Champion"]["labelled_records"] == 0
+
+
+def test_baselines_and_models_may_share_one_folder_per_variant(setup, tmp_path) -> None:
+    """``--baselines`` and ``--models`` the same folder: ``<Variant>/`` holds the version's baseline files,
+    its ``model.tar.gz`` and the resolver's ``package.json``; a variant folder holding only a model (a
+    configured variant the endpoint does not have) is no baseline."""
+    serving = tmp_path / "serving"
+    shutil.copytree(setup.monitored.baselines / "Champion", serving / "Champion")
+    shutil.copy(setup.monitored.models / "Champion" / "model.tar.gz", serving / "Champion")
+    (serving / "Champion" / "package.json").write_text('{"package_arn": "arn:aws:sagemaker:...:model-package/churn/7"}')
+    (serving / "Shadow").mkdir()
+    shutil.copy(setup.monitored.models / "Champion" / "model.tar.gz", serving / "Shadow")
+    replayed = local_monitoring.replay(
+        tmp_path / "replay", models={"Champion": setup.model_dir}, scenario=Scenario("clean"), records=1500, seed=909
+    )
+    shared = local_monitoring.Monitored(baselines=serving, models=serving)
+    code, summary, printed = local_monitoring.run_monitor(
+        local_monitoring.monitor_arguments(replayed, shared, tmp_path / "output")
+    )
+    assert code == 0, printed
+    assert summary is not None
+    assert set(summary["variants"]) == {"Champion"}
+    checks = summary["variants"]["Champion"]["checks"]
+    assert all(status.startswith("evaluated") for status in checks.values()), checks
 
 
 def test_d_scores_shifted_for_one_segment_are_a_bias_violation(setup, tmp_path) -> None:
